@@ -1,0 +1,251 @@
+"""Fetch Kuzushiji-MNIST and build the course's train/dev/test split as Kuzushiji-MNIST.npz.
+
+    python download_kuzushiji_mnist.py                      # download, verify, build
+    python download_kuzushiji_mnist.py --source DIR         # build offline from the four files in DIR
+
+The split: dev = official training images at RandomState(42).permutation(60000)[:10000], train = the
+next 50,000 of that permutation (both in permutation order; this is scikit-learn's
+train_test_split(train_size=50000, test_size=10000, random_state=42)), test = the official test set.
+Pixels are stored as uint8; utils.load_dataset scales them by 1/256.
+"""
+import argparse
+import hashlib
+import http.client
+import os
+import socket
+import sys
+import time
+import urllib.error
+import urllib.request
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from utils import atomic_path
+
+URL_BASE = "http://codh.rois.ac.jp/kmnist/dataset/kmnist/"
+DEFAULT_OUTPUT = "Kuzushiji-MNIST.npz"
+DEFAULT_CACHE = "kmnist-raw"
+
+# name -> (bytes, md5) of the official release.
+FILES = {
+    "kmnist-train-imgs.npz": (18_384_171, "a183fbc01ed9a345513b145673d3d0bb"),
+    "kmnist-train-labels.npz": (29_700, "b0e1d240e8afec72b50437fc3bc5908a"),
+    "kmnist-test-imgs.npz": (3_079_479, "dace6de62ca8b90843cc45366337d02e"),
+    "kmnist-test-labels.npz": (5_304, "3ae489a79983d0fe386152684e3b5412"),
+}
+
+SPLIT_SEED = 42
+N_DEV = 10_000
+N_TRAIN = 50_000
+FIRST_DEV_LABELS = [6, 4, 7, 5, 8, 2, 3, 0, 1, 9]  # fingerprint of the course's split
+
+MANUAL_HINT = ("Fetch the four files by hand ({}) from {} and run: "
+               "python download_kuzushiji_mnist.py --source DIR")
+
+
+class DownloadError(Exception):
+    """A file could not be fetched, verified or found; the message says what to do next."""
+
+
+def md5sum(path, chunk=1 << 20):
+    digest = hashlib.md5()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _progress(name, done, total, stream, final=False):
+    if total:
+        bar = "#" * int(30 * done / total)
+        text = f"\r  {name:<26} [{bar:<30}] {done / 1e6:6.1f}/{total / 1e6:.1f} MB"
+    else:
+        text = f"\r  {name:<26} {done / 1e6:6.1f} MB"
+    if final or stream.isatty():
+        stream.write(text + ("\n" if final else ""))
+        stream.flush()
+
+
+def _fetch_once(url, tmp, name, timeout, stream):
+    """Stream `url` into `tmp`. Raises OSError-family errors on network failures."""
+    with urllib.request.urlopen(url, timeout=timeout) as response:
+        total = int(response.headers.get("Content-Length") or 0)
+        done = 0
+        with open(tmp, "wb") as f:
+            while block := response.read(1 << 16):
+                f.write(block)
+                done += len(block)
+                _progress(name, done, total, stream)
+        if total and done != total:
+            raise http.client.IncompleteRead(b"", total - done)
+    _progress(name, done, total, stream, final=True)
+
+
+def download_file(url, dest, md5, retries=3, backoff=1.0, timeout=30.0, stream=sys.stderr):
+    """Download `url` to `dest`, verified against `md5`; no partial file ever sits at `dest`.
+
+    Network errors are retried `retries` times with exponential backoff; an md5 mismatch is not.
+    """
+    dest = Path(dest)
+    tmp = dest.with_name(dest.name + ".part")
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        for attempt in range(retries + 1):
+            try:
+                _fetch_once(url, tmp, dest.name, timeout, stream)
+                break
+            except urllib.error.HTTPError as err:
+                raise DownloadError(f"{url}: HTTP {err.code} {err.reason}") from None
+            except (OSError, http.client.HTTPException, socket.timeout) as err:
+                reason = getattr(err, "reason", None) or err
+                if attempt == retries:
+                    raise DownloadError(f"{url}: network error after {retries + 1} attempts "
+                                        f"({type(err).__name__}: {reason})") from None
+                wait = backoff * 2 ** attempt
+                print(f"\n  {dest.name}: {type(err).__name__}: {reason}; retrying in {wait:.1f} s "
+                      f"({attempt + 1}/{retries})", file=stream)
+                time.sleep(wait)
+        got = md5sum(tmp)
+        if got != md5:
+            raise DownloadError(f"{url}: md5 mismatch (got {got}, expected {md5}); "
+                                f"the file was discarded")
+        os.replace(tmp, dest)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return dest
+
+
+def fetch_all(cache_dir, url_base=URL_BASE, checksums=FILES, retries=3, backoff=1.0,
+              timeout=30.0, stream=sys.stderr):
+    """Make sure every file of `checksums` is in `cache_dir` with the right md5; return the folder."""
+    cache_dir = Path(cache_dir)
+    for name, (_, md5) in checksums.items():
+        path = cache_dir / name
+        if path.is_file():
+            if md5sum(path) == md5:
+                print(f"  {name}: present, md5 verified", file=stream)
+                continue
+            print(f"  {name}: present but md5 differs; fetching again", file=stream)
+        url = url_base.rstrip("/") + "/" + name
+        try:
+            download_file(url, path, md5, retries=retries, backoff=backoff, timeout=timeout,
+                          stream=stream)
+        except DownloadError as err:
+            raise DownloadError(f"{err}\n{MANUAL_HINT.format(', '.join(checksums), url_base)}"
+                                ) from None
+    return cache_dir
+
+
+def verify_source(source, checksums=FILES):
+    """Check that `source` holds every file of `checksums` with the right md5."""
+    source = Path(source)
+    if not source.is_dir():
+        raise DownloadError(f"--source {source}: no such folder")
+    for name, (_, md5) in checksums.items():
+        path = source / name
+        if not path.is_file():
+            raise DownloadError(f"--source {source}: {name} is missing. "
+                                + MANUAL_HINT.format(", ".join(checksums), URL_BASE))
+        got = md5sum(path)
+        if got != md5:
+            raise DownloadError(f"--source {source}: {name} has md5 {got}, expected {md5}; "
+                                f"the file is corrupt or not the official release")
+    return source
+
+
+def course_split(n=60_000, seed=SPLIT_SEED):
+    """(train_idx, dev_idx) into the official training set, as train_test_split(random_state=42).
+
+    dev is the first n/6 of the permutation (10,000 of 60,000), train the rest (50,000).
+    """
+    order = np.random.RandomState(seed).permutation(n)
+    n_dev = n // 6
+    return order[n_dev:], order[:n_dev]
+
+
+def _read_array(path):
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            return data["arr_0"]
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as err:
+        raise DownloadError(f"{path}: cannot be read ({type(err).__name__}: {err})") from None
+
+
+def build_split(raw_dir, output):
+    """Write the course's split of the four files in `raw_dir` to `output` (uint8, atomically)."""
+    raw_dir = Path(raw_dir)
+    X = _read_array(raw_dir / "kmnist-train-imgs.npz")
+    y = _read_array(raw_dir / "kmnist-train-labels.npz")
+    Xtest = _read_array(raw_dir / "kmnist-test-imgs.npz")
+    ytest = _read_array(raw_dir / "kmnist-test-labels.npz")
+    if len(X) != len(y) or len(Xtest) != len(ytest):
+        raise DownloadError(f"{raw_dir}: image and label counts differ")
+    train_idx, dev_idx = course_split(len(X))
+    flat = X.reshape(len(X), -1)
+    arrays = {"Xtrain": flat[train_idx], "ytrain": y[train_idx],
+              "Xdev": flat[dev_idx], "ydev": y[dev_idx],
+              "Xtest": Xtest.reshape(len(Xtest), -1), "ytest": ytest}
+    with atomic_path(output) as tmp:
+        with open(tmp, "wb") as f:
+            np.savez_compressed(f, **arrays)
+    return Path(output)
+
+
+def split_is_valid(output):
+    """True when `output` already holds the course's split of the real data."""
+    try:
+        with np.load(output, allow_pickle=False) as data:
+            return (data["Xtrain"].shape == (N_TRAIN, 784) and data["Xdev"].shape == (N_DEV, 784)
+                    and data["Xtest"].shape == (10_000, 784)
+                    and data["ydev"][:10].tolist() == FIRST_DEV_LABELS)
+    except Exception:
+        return False
+
+
+def main(argv=None, checksums=FILES):
+    parser = argparse.ArgumentParser(
+        description="Download Kuzushiji-MNIST (md5-verified) and build the course's "
+                    "train/dev/test split.",
+        epilog="Without network access: fetch the four files (" + ", ".join(FILES) + ") by hand "
+               "and pass their folder with --source.")
+    parser.add_argument("--source", type=Path, default=None,
+                        help="build offline from a folder that already holds the four official files")
+    parser.add_argument("--url-base", default=URL_BASE, help="base URL of the files (a mirror)")
+    parser.add_argument("--output", type=Path, default=Path(DEFAULT_OUTPUT),
+                        help="where to write the split (the scripts' default -data_path)")
+    parser.add_argument("--cache-dir", type=Path, default=Path(DEFAULT_CACHE),
+                        help="folder for the downloaded raw files")
+    parser.add_argument("--retries", type=int, default=3, help="retries per file on network errors")
+    parser.add_argument("--timeout", type=float, default=30.0, help="seconds before a stalled "
+                        "connection counts as a network error")
+    parser.add_argument("--force", action="store_true",
+                        help="rebuild the split even if the output already holds it")
+    args = parser.parse_args(argv)
+    if args.retries < 0:
+        parser.error(f"argument --retries: must be >= 0, got {args.retries}")
+
+    if args.output.is_file() and not args.force and split_is_valid(args.output):
+        print(f"{args.output} already holds the course's split; nothing to do (--force rebuilds)")
+        return 0
+    try:
+        if args.source is not None:
+            raw_dir = verify_source(args.source, checksums)
+            print(f"Using the files in {raw_dir} (md5 verified)")
+        else:
+            print(f"Fetching Kuzushiji-MNIST from {args.url_base} into {args.cache_dir}/")
+            raw_dir = fetch_all(args.cache_dir, args.url_base, checksums, retries=args.retries,
+                                timeout=args.timeout)
+        start = time.perf_counter()
+        output = build_split(raw_dir, args.output)
+    except DownloadError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    print(f"Wrote {output} in {time.perf_counter() - start:.1f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,253 @@
+"""Shared helpers for the homework scripts: seeding, data loading, flags, plots and run records.
+
+Shapes: N examples, D features (784 pixels, +1 with the bias column).
+"""
+import argparse
+import contextlib
+import json
+import math
+import os
+import random
+import re
+import sys
+import tempfile
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+DEFAULT_DATA_PATH = "Kuzushiji-MNIST.npz"
+BUILD_COMMAND = "python download_kuzushiji_mnist.py"
+
+COURSE_KEYS = ("Xtrain", "ytrain", "Xdev", "ydev", "Xtest", "ytest")
+MEDMNIST_KEYS = ("train_images", "train_labels", "val_images", "val_labels",
+                 "test_images", "test_labels")
+
+
+class DataError(Exception):
+    """A dataset file is missing, unreadable or malformed; the message says which and what to do."""
+
+
+def configure_seed(seed):
+    """Seed Python's `random`, numpy's global generator and, if the caller imported it, torch.
+
+    torch is seeded only when it is already in `sys.modules`: hw1-q2.py imports it before calling
+    this, while hw1-q1.py (numpy only) never pays torch's start-up time.
+    """
+    os.environ["PYTHONHASHSEED"] = str(seed)
+    random.seed(seed)
+    np.random.seed(seed)
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        torch.manual_seed(seed)
+        torch.cuda.manual_seed_all(seed)
+
+
+# ----------------------------------------------------------------------------- data
+
+def _scale(X, path, key):
+    """Flatten images to (N, D) float64; uint8 pixels are scaled by 1/256 as the course does."""
+    X = np.asarray(X)
+    if X.ndim < 2:
+        raise DataError(f"{path}: '{key}' has shape {X.shape}; expected (N, ...) images")
+    X = X.reshape(X.shape[0], -1)
+    if X.dtype == np.uint8:
+        return X / 256.0  # float64 in [0, 255/256]
+    if not np.issubdtype(X.dtype, np.number):
+        raise DataError(f"{path}: '{key}' has dtype {X.dtype}; expected numbers")
+    return X.astype(np.float64)
+
+
+def _labels(y, path, key):
+    y = np.asarray(y)
+    if y.ndim == 2 and y.shape[1] == 1:  # MedMNIST stores labels as (N, 1)
+        y = y[:, 0]
+    if y.ndim != 1 or not np.issubdtype(y.dtype, np.integer):
+        raise DataError(f"{path}: '{key}' has shape {y.shape} and dtype {y.dtype}; "
+                        f"expected integer class labels of shape (N,)")
+    return y.astype(np.int64)
+
+
+def load_dataset(path=DEFAULT_DATA_PATH, bias=False):
+    """Load a split file as {"train": (X, y), "dev": (X, y), "test": (X, y)}.
+
+    X is float64 (N, D), with a trailing column of ones when `bias`; y is int64 (N,).
+    Reads the course layout (Xtrain, ytrain, Xdev, ...) and the MedMNIST layout
+    (train_images, train_labels, val_images, ...). Raises DataError with a readable message.
+    """
+    path = Path(path)
+    if not path.is_file():
+        hint = BUILD_COMMAND if path.name == DEFAULT_DATA_PATH else f"{BUILD_COMMAND} --output {path}"
+        raise DataError(f"{path}: no such file. Create it with: {hint}")
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            keys = set(data.files)
+            if set(COURSE_KEYS) <= keys:
+                names = {"train": ("Xtrain", "ytrain"), "dev": ("Xdev", "ydev"),
+                         "test": ("Xtest", "ytest")}
+            elif set(MEDMNIST_KEYS) <= keys:
+                names = {"train": ("train_images", "train_labels"),
+                         "dev": ("val_images", "val_labels"),
+                         "test": ("test_images", "test_labels")}
+            else:
+                missing = sorted(set(COURSE_KEYS) - keys)
+                raise DataError(f"{path}: missing keys {', '.join(missing)} (found: "
+                                f"{', '.join(sorted(keys)) or 'none'}); expected "
+                                f"{', '.join(COURSE_KEYS)} or the MedMNIST layout")
+            splits = {}
+            for split, (xkey, ykey) in names.items():
+                X = _scale(data[xkey], path, xkey)
+                y = _labels(data[ykey], path, ykey)
+                if len(X) != len(y):
+                    raise DataError(f"{path}: '{xkey}' has {len(X)} examples but '{ykey}' has "
+                                    f"{len(y)} labels")
+                if bias:
+                    X = np.hstack((X, np.ones((X.shape[0], 1))))
+                splits[split] = (X, y)
+    except DataError:
+        raise
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError) as err:
+        raise DataError(f"{path}: cannot be read as a .npz dataset ({type(err).__name__}: {err}). "
+                        f"The file may be truncated; rebuild it with: {BUILD_COMMAND} --force"
+                        ) from None
+    widths = {split: X.shape[1] for split, (X, _) in splits.items()}
+    if len(set(widths.values())) != 1:
+        raise DataError(f"{path}: the splits have different feature counts {widths}")
+    return splits
+
+
+# The course skeleton's name.
+load_classification_data = load_dataset
+
+
+def fail(message, code=1):
+    """Print `error: message` to stderr and exit non-zero, without a traceback."""
+    print(f"error: {message}", file=sys.stderr)
+    sys.exit(code)
+
+
+# ----------------------------------------------------------------------------- flags
+
+def add_flag(parser, name, **kwargs):
+    """Add the course's single-dash flag `-name` with a double-dash alias `--name-with-dashes`."""
+    aliases = [f"-{name}", f"--{name.replace('_', '-')}"]
+    if "_" not in name:
+        aliases = [f"-{name}", f"--{name}"]
+    return parser.add_argument(*aliases, dest=name, **kwargs)
+
+
+def _checked(convert, ok, requirement):
+    def parse(text):
+        try:
+            value = convert(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {convert.__name__}, got {text!r}") from None
+        if not ok(value):
+            raise argparse.ArgumentTypeError(f"must be {requirement}, got {text}")
+        return value
+    parse.__name__ = convert.__name__  # argparse names the type in its messages
+    return parse
+
+
+positive_int = _checked(int, lambda v: v >= 1, ">= 1")
+positive_float = _checked(float, lambda v: math.isfinite(v) and v > 0, "> 0")
+nonnegative_float = _checked(float, lambda v: math.isfinite(v) and v >= 0, ">= 0")
+probability = _checked(float, lambda v: 0 <= v < 1, "in [0, 1)")
+
+
+# ----------------------------------------------------------------------------- outputs
+
+def run_name(model, config, defaults, ignore=("output_dir",)):
+    """A file-name stem from the model and every flag that differs from its default.
+
+    e.g. `mlp`, `mlp-hidden_size=100-learning_rate=0.01`. Paths contribute their stem.
+    """
+    parts = [model]
+    for key in sorted(config):
+        value = config[key]
+        if key in ignore or key == "model" or value == defaults.get(key):
+            continue
+        if key.endswith("_path") or key.endswith("_dir"):
+            value = Path(str(value)).stem
+        parts.append(f"{key}={value}")
+    return re.sub(r"[^A-Za-z0-9._=+-]", "_", "-".join(parts))
+
+
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
+
+@contextlib.contextmanager
+def atomic_path(path):
+    """Yield a temporary path beside `path`; it replaces `path` only if the block succeeds."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=path.suffix, dir=path.parent)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the usual permissions
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def _jsonable(value):
+    """numpy scalars and arrays to Python; non-finite floats to None (strict JSON has no NaN)."""
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, np.ndarray)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, (np.integer,)):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        value = float(value)
+        return value if math.isfinite(value) else None
+    if isinstance(value, (np.bool_,)):
+        return bool(value)
+    if isinstance(value, Path):
+        return str(value)
+    return value
+
+
+def write_record(path, record):
+    """Write a run record as JSON, atomically (never a half-written file)."""
+    text = json.dumps(_jsonable(record), indent=2, allow_nan=False) + "\n"
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
+    return Path(path)
+
+
+def read_record(path):
+    return json.loads(Path(path).read_text())
+
+
+def plot_curves(stem, epochs, curves, ylabel, title=None, xlabel="Epoch"):
+    """Plot one line per entry of `curves` ({label: values per epoch}) against `epochs`.
+
+    Saves `stem`.pdf and `stem`.png (headless, atomically) and returns both paths.
+    """
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for label, values in curves.items():
+        values = np.asarray([np.nan if v is None else v for v in values], dtype=float)
+        ax.plot(epochs[:len(values)], values, marker="o", markersize=3, label=label)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    if title:
+        ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    paths = []
+    for suffix in (".pdf", ".png"):
+        target = Path(f"{stem}{suffix}")
+        with atomic_path(target) as tmp:
+            fig.savefig(tmp, format=suffix[1:], dpi=120)
+        paths.append(target)
+    plt.close(fig)
+    return paths
