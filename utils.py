@@ -251,3 +251,18 @@ def plot_curves(stem, epochs, curves, ylabel, title=None, xlabel="Epoch"):
         paths.append(target)
     plt.close(fig)
     return paths
+
+
+def save_run(output_dir, name, record, figures):
+    """Save a run: each figure as `name`-KEY.pdf/.png, then the record as `name`.json.
+
+    figures: {KEY: (ylabel, {label: values per epoch})}, plotted against record["epochs"].
+    The record is written last, so its presence means the run's files are all there.
+    """
+    output_dir = Path(output_dir)
+    paths = []
+    for key, (ylabel, curves) in figures.items():
+        paths += plot_curves(output_dir / f"{name}-{key}", record["epochs"], curves, ylabel,
+                             title=name)
+    paths.append(write_record(output_dir / f"{name}.json", record))
+    return paths
