@@ -83,11 +83,12 @@ def _fetch_once(url, tmp, name, timeout, stream):
     _progress(name, done, total, stream, final=True)
 
 
-def download_file(url, dest, md5, retries=3, backoff=1.0, timeout=30.0, stream=sys.stderr):
+def download_file(url, dest, md5, retries=3, backoff=1.0, timeout=30.0, stream=None):
     """Download `url` to `dest`, verified against `md5`; no partial file ever sits at `dest`.
 
     Network errors are retried `retries` times with exponential backoff; an md5 mismatch is not.
     """
+    stream = stream or sys.stderr
     dest = Path(dest)
     tmp = dest.with_name(dest.name + ".part")
     dest.parent.mkdir(parents=True, exist_ok=True)
@@ -119,8 +120,9 @@ def download_file(url, dest, md5, retries=3, backoff=1.0, timeout=30.0, stream=s
 
 
 def fetch_all(cache_dir, url_base=URL_BASE, checksums=FILES, retries=3, backoff=1.0,
-              timeout=30.0, stream=sys.stderr):
+              timeout=30.0, stream=None):
     """Make sure every file of `checksums` is in `cache_dir` with the right md5; return the folder."""
+    stream = stream or sys.stderr
     cache_dir = Path(cache_dir)
     for name, (_, md5) in checksums.items():
         path = cache_dir / name
@@ -205,7 +207,8 @@ def split_is_valid(output):
         return False
 
 
-def main(argv=None, checksums=FILES):
+def main(argv=None, checksums=FILES, backoff=1.0):
+    """The command line; `checksums` and `backoff` are injectable for tests."""
     parser = argparse.ArgumentParser(
         description="Download Kuzushiji-MNIST (md5-verified) and build the course's "
                     "train/dev/test split.",
@@ -237,7 +240,7 @@ def main(argv=None, checksums=FILES):
         else:
             print(f"Fetching Kuzushiji-MNIST from {args.url_base} into {args.cache_dir}/")
             raw_dir = fetch_all(args.cache_dir, args.url_base, checksums, retries=args.retries,
-                                timeout=args.timeout)
+                                backoff=backoff, timeout=args.timeout)
         start = time.perf_counter()
         output = build_split(raw_dir, args.output)
     except DownloadError as err:
