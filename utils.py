@@ -228,20 +228,30 @@ def plot_curves(stem, epochs, curves, ylabel, title=None, xlabel="Epoch"):
 
     Saves `stem`.pdf and `stem`.png (headless, atomically) and returns both paths.
     """
+    return plot_panels(stem, epochs, [(ylabel, curves)], title=title, xlabel=xlabel)
+
+
+def plot_panels(stem, epochs, panels, title=None, xlabel="Epoch"):
+    """Side-by-side plots, one per (ylabel, {label: values per epoch}) of `panels`.
+
+    Values may be None (a diverged epoch) and curves may be shorter than `epochs`.
+    Saves `stem`.pdf and `stem`.png (headless, atomically) and returns both paths.
+    """
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for label, values in curves.items():
-        values = np.asarray([np.nan if v is None else v for v in values], dtype=float)
-        ax.plot(epochs[:len(values)], values, marker="o", markersize=3, label=label)
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel(ylabel)
+    fig, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 4), squeeze=False)
+    for ax, (ylabel, curves) in zip(axes[0], panels):
+        for label, values in curves.items():
+            values = np.asarray([np.nan if v is None else v for v in values], dtype=float)
+            ax.plot(list(epochs)[:len(values)], values, marker="o", markersize=3, label=label)
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(ylabel)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize="small")
     if title:
-        ax.set_title(title)
-    ax.grid(alpha=0.3)
-    ax.legend()
+        fig.suptitle(title)
     fig.tight_layout()
     paths = []
     for suffix in (".pdf", ".png"):
