@@ -278,7 +278,7 @@ def _random_target(rng, D):
 
 @claim("q3.3-rank-limit-k-lt-d",
        "K < D: rank(W^T diag(v) W) <= K, so no Theta reaches a c whose C has rank > K")
-def check_rank_limit(rng, targets=(_identity_target, _random_target), starts=3, steps=400):
+def check_rank_limit(rng, targets=(_identity_target, _random_target), starts=3, steps=200):
     shapes = [(1, 2), (2, 3), (3, 5)]
     worst_rank = 0.0   # max sigma_{K+1}(C_Theta) / sigma_1(C_Theta) over random Theta
     ranks_ok = True    # every target has rank > K
@@ -314,7 +314,7 @@ def _regression_data(rng, D=3, n=40):
 
 @claim("q3.4-closed-form-minimum",
        "c_hat = Phi^+ y is the global minimiser: gradient descent on Theta never gets lower")
-def check_closed_form(rng, solve=closed_form, hidden_sizes=(1, 2, 3, 5), starts=3, steps=1500):
+def check_closed_form(rng, solve=closed_form, hidden_sizes=(1, 2, 3, 5), starts=3, steps=300):
     X, y = _regression_data(rng)
     Phi = phi(X)
     c_hat = solve(Phi, y)
@@ -322,22 +322,23 @@ def check_closed_form(rng, solve=closed_form, hidden_sizes=(1, 2, 3, 5), starts=
     full_rank = bool(np.linalg.matrix_rank(Phi) == Phi.shape[1])
     # The gradient Phi^T (Phi c - y) / N vanishes at the minimiser of the convex loss.
     stationarity = float(np.max(np.abs(Phi.T @ (Phi @ c_hat - y)))) / len(y)
-    gaps = {}
+    D = X.shape[1]
+    gaps = {True: [], False: []}   # K >= D -> L_GD - L(c_hat) of each run
     for K in hidden_sizes:
         for _ in range(starts):
-            start = [0.5 * rng.normal(size=(K, X.shape[1])), rng.normal(size=K)]
+            start = [0.5 * rng.normal(size=(K, D)), rng.normal(size=K)]
             _, loss = gradient_descent(lambda W, v: squared_loss(W, v, X, y), start, steps)
-            gaps[K] = min(gaps.get(K, np.inf), loss - best)
-    worst = min(gaps.values())
-    D = X.shape[1]
-    gap_ge = min((g for K, g in gaps.items() if K >= D), default=np.nan)
-    gap_lt = min((g for K, g in gaps.items() if K < D), default=np.nan)
+            gaps[K >= D].append(loss - best)
+    worst = min(gaps[True] + gaps[False])
+    # The loss is not convex in Theta: some runs stall at a stationary point above the minimum.
+    reached = sum(g < 1e-6 for g in gaps[True])
     tol = 1e-10 * max(1.0, best)
     return _result(check_closed_form, "min(L_GD - L(ĉ))", worst, -tol, relation=">=",
                    ok=full_rank and stationarity < EXACT_TOL,
                    notes=f"L(ĉ) = {best:.4f}, Φ full column rank: {full_rank}, "
-                         f"|∇L(ĉ)| = {stationarity:.1e}; best GD gap K ≥ D: {gap_ge:.1e}, "
-                         f"K < D: {gap_lt:.1e}")
+                         f"|∇L(ĉ)| = {stationarity:.1e}; K ≥ D: {reached}/{len(gaps[True])} GD "
+                         f"runs reach L(ĉ) (within 1e-6); K < D: best gap "
+                         f"{min(gaps[False], default=np.nan):.1e}")
 
 
 @claim("q3.4-recover-minimiser", "K >= D: recover a Theta whose loss equals the closed-form minimum")
@@ -513,7 +514,7 @@ def robustness_margin(nets, X):
 
 @claim("2023-24-robustness",
        "no perturbation with ||delta|| < margin = 1/(2 sqrt D) changes the output; 1.001 x margin can")
-def check_robustness(rng, margin_fn=robustness_margin, directions=4, max_d=MAX_BOOLEAN_D):
+def check_robustness(rng, margin_fn=robustness_margin, directions=3, max_d=MAX_BOOLEAN_D):
     changed = tried = 0
     flips_everywhere = exact = True
     for D in range(1, max_d + 1):
@@ -563,6 +564,15 @@ def check_robustness(rng, margin_fn=robustness_margin, directions=4, max_d=MAX_B
                          f"{flips_everywhere}")
 
 
+def _affine(w, b):
+    """'2x₁ + 2x₂ + 1' for w = (2, 2), b = 1."""
+    text = ""
+    for coef, var in zip((*w, b), ("x₁", "x₂", "")):
+        sign = "-" if coef < 0 else "+"
+        text += f" {sign} {abs(coef)}{var}" if text else f"{'-' if coef < 0 else ''}{abs(coef)}{var}"
+    return text
+
+
 def plot_interval(output_dir, A=0, B=0):
     """Figure for D = 2: the 4 inputs coloured by f, the two hidden hyperplanes, the margin circles.
 
@@ -576,14 +586,14 @@ def plot_interval(output_dir, A=0, B=0):
     W1, b1, _, _ = sign_mlp(2, A, B)
     y = mlp_forward([np.asarray(a)[None] for a in sign_mlp(2, A, B)], X, "sign")[0][0]
     margin = robustness_margin([W1[None], b1[None]], X.astype(float))[0]
-    fig, ax = plt.subplots(figsize=(5, 5))
+    fig, ax = plt.subplots(figsize=(5, 6.2))
     t = np.linspace(-2, 2, 2)
     ax.fill_between(t, A - 0.5 - t, B + 0.5 - t, color="tab:blue", alpha=0.08,
                     label="decision region f = +1")
     for k, style in enumerate(("-", "--")):
         w, b = W1[k], b1[k]   # w1 x1 + w2 x2 + b = 0  ->  x2 = -(w1 x1 + b) / w2
         ax.plot(t, -(w[0] * t + b) / w[1], "k", linestyle=style,
-                label=f"h{k + 1}: {w[0]:+d}x₁ {w[1]:+d}x₂ {b:+d} = 0")
+                label=f"h{k + 1}: {_affine(w, b)} = 0")
     for label, colour, marker in ((1, "tab:blue", "o"), (-1, "tab:red", "s")):
         pts = X[y == label]
         ax.scatter(pts[:, 0], pts[:, 1], s=90, c=colour, marker=marker, zorder=3,
@@ -598,7 +608,8 @@ def plot_interval(output_dir, A=0, B=0):
     ax.set_ylabel("x₂")
     ax.set_title(f"f(x) = +1 iff {A} ≤ x₁ + x₂ ≤ {B} (sign MLP)")
     ax.grid(alpha=0.3)
-    ax.legend(loc="upper left", fontsize=8)
+    # Below the axes: inside, it would hide one of the four points whatever the corner.
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=2, fontsize=8)
     fig.tight_layout()
     paths = []
     for suffix in (".pdf", ".png"):
