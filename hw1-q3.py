@@ -40,7 +40,7 @@ MAX_BOOLEAN_D = 10
 
 @dataclass
 class Result:
-    """The outcome of one claim: `quantity` was measured as `error` and compared with `threshold`."""
+    """One claim's outcome: `quantity` was measured as `error` and compared with `threshold`."""
     name: str
     description: str
     quantity: str
@@ -236,7 +236,8 @@ def check_feature_map(rng, feature_map=phi, build_A=A_theta, n=50):
         W, X = rng.normal(size=(K, D)), rng.normal(size=(n, D))
         F = feature_map(X)
         ok_shape = F.shape == (n, D * (D + 1) // 2)
-        err = max(err, float(np.max(np.abs(hidden(W, X) - F @ build_A(W).T))) if ok_shape else np.inf)
+        gap = np.max(np.abs(hidden(W, X) - F @ build_A(W).T)) if ok_shape else np.inf
+        err = max(err, float(gap))
     return _result(check_feature_map, "max|h - A φ|", err, EXACT_TOL,
                    notes=f"(K, D) in {SHAPES}, {n} inputs each")
 
@@ -261,7 +262,7 @@ def check_surjective(rng, recover=recover_theta):
         c = rng.normal(size=D * (D + 1) // 2)
         W, v = recover(c, K)
         ok_shape = W.shape == (K, D) and v.shape == (K,)
-        # A_Theta^T v is the feature-map definition, independent of the vech route used to build W, v
+        # A_Theta^T v is the feature-map definition, independent of the vech route to W, v
         err = max(err, float(np.max(np.abs(A_theta(W).T @ v - c))) if ok_shape else np.inf)
     return _result(check_surjective, "max|c_Θ - c|", err, EXACT_TOL,
                    notes=f"random c, (K, D) in {shapes}")
@@ -346,7 +347,8 @@ def check_closed_form(rng, solve=closed_form, hidden_sizes=(1, 2, 3, 5), starts=
                          f"{min(gaps[False], default=np.nan):.1e}")
 
 
-@claim("q3.4-recover-minimiser", "K >= D: recover a Theta whose loss equals the closed-form minimum")
+@claim("q3.4-recover-minimiser",
+       "K >= D: recover a Theta whose loss equals the closed-form minimum")
 def check_recover_minimiser(rng, recover=recover_theta, hidden_sizes=(3, 4, 6)):
     X, y = _regression_data(rng)
     Phi = phi(X)
@@ -360,7 +362,7 @@ def check_recover_minimiser(rng, recover=recover_theta, hidden_sizes=(3, 4, 6)):
                    notes=f"L(ĉ) = {best:.4f}, K in {list(hidden_sizes)}, D = {X.shape[1]}")
 
 
-# ----------------------------------------------------------------------------- 2024-25: g(z) = z(1-z)
+# ------------------------------------------------------------------------ 2024-25: g(z) = z(1-z)
 
 def phi_bias(x):
     """phi(x) = (1, x_1, ..., x_D, phi_quadratic(x)): (..., D) -> (..., (D+1)(D+2)/2)."""
@@ -415,7 +417,7 @@ def check_bias_output(rng, coefficients=c_theta_bias, n=50):
                    notes="with the output bias v₀")
 
 
-# ----------------------------------------------------------------------------- 2023-24: Boolean interval
+# ---------------------------------------------------------------------- 2023-24: Boolean interval
 
 def cube(D):
     """All 2^D vertices of {-1, +1}^D: (2^D, D) int64."""
@@ -430,10 +432,11 @@ def interval_target(X, A, B):
 
 
 def sign_mlp(D, A, B):
-    """Integer weights of a 2-hidden-unit MLP with sign activations computing f, as (W1, b1, w2, b2).
+    """(W1, b1, w2, b2), integer weights of a 2-hidden-unit MLP with sign activations computing f.
 
-    h1 = sign(2 sum x - 2A + 1)  (+1 iff sum x >= A),   h2 = sign(-2 sum x + 2B + 1)  (+1 iff sum x <= B),
-    f  = sign(h1 + h2 - 1)        (+1 iff both are +1).
+    h1 = sign(2 sum x - 2A + 1)    (+1 iff sum x >= A),
+    h2 = sign(-2 sum x + 2B + 1)   (+1 iff sum x <= B),
+    f  = sign(h1 + h2 - 1)         (+1 iff both are +1).
     sum x is an integer, so the hidden pre-activations are odd integers and h1 + h2 - 1 is in
     {1, -1, -3}: sign never sees 0. The hyperplanes are sum x = A - 1/2 and sum x = B + 1/2.
     """
@@ -442,7 +445,7 @@ def sign_mlp(D, A, B):
 
 
 def relu_mlp(D, A, B):
-    """Integer weights of a 2-hidden-unit MLP with ReLU activations computing f, as (W1, b1, w2, b2).
+    """(W1, b1, w2, b2), integer weights of a 2-hidden-unit MLP with ReLU activations computing f.
 
     h1 = relu(A - sum x)  (> 0 iff sum x < A),   h2 = relu(sum x - B)  (> 0 iff sum x > B),
     f  = sign(1 - 2 h1 - 2 h2).
@@ -499,12 +502,14 @@ def _check_mlp(fn, build, activation):
                          f"({where}) = {smallest:g}")
 
 
-@claim("2023-24-sign-mlp", "2 hidden sign units with integer weights compute f(x) = [A <= sum x <= B]")
+@claim("2023-24-sign-mlp",
+       "2 hidden sign units with integer weights compute f(x) = [A <= sum x <= B]")
 def check_sign_mlp(rng, build=sign_mlp):
     return _check_mlp(check_sign_mlp, build, "sign")
 
 
-@claim("2023-24-relu-mlp", "2 hidden ReLU units with integer weights compute f(x) = [A <= sum x <= B]")
+@claim("2023-24-relu-mlp",
+       "2 hidden ReLU units with integer weights compute f(x) = [A <= sum x <= B]")
 def check_relu_mlp(rng, build=relu_mlp):
     return _check_mlp(check_relu_mlp, build, "relu")
 
@@ -526,7 +531,8 @@ def robustness_margin(nets, X):
 
 
 @claim("2023-24-robustness",
-       "no perturbation with ||delta|| < margin = 1/(2 sqrt D) changes the output; 1.001 x margin can")
+       "no perturbation with ||delta|| < margin = 1/(2 sqrt D) changes the output; "
+       "1.001 x margin can")
 def check_robustness(rng, margin_fn=robustness_margin, directions=3, max_d=MAX_BOOLEAN_D):
     changed = tried = 0
     flips_everywhere = exact = True
@@ -567,8 +573,8 @@ def check_robustness(rng, margin_fn=robustness_margin, directions=3, max_d=MAX_B
         changed += count(X[None] + 0.999 * nearest * towards)
         tried += 2 * towards.shape[0] * towards.shape[1]
         # Just above the margin, some input of every (A, B) changes its output.
-        flipped = [o != c for o, c in zip(outputs(X[None] + 1.001 * margin[:, None, None] * towards),
-                                          clean)]
+        beyond = outputs(X[None] + 1.001 * margin[:, None, None] * towards)
+        flipped = [o != c for o, c in zip(beyond, clean)]
         flips_everywhere &= bool(all(f.any(axis=1).all() for f in flipped))
     return _result(check_robustness, "outputs changed below the margin", changed, 0, relation="=",
                    ok=exact and flips_everywhere,
@@ -581,8 +587,10 @@ def _affine(w, b):
     """'2x₁ + 2x₂ + 1' for w = (2, 2), b = 1."""
     text = ""
     for coef, var in zip((*w, b), ("x₁", "x₂", "")):
-        sign = "-" if coef < 0 else "+"
-        text += f" {sign} {abs(coef)}{var}" if text else f"{'-' if coef < 0 else ''}{abs(coef)}{var}"
+        if text:
+            text += f" {'-' if coef < 0 else '+'} {abs(coef)}{var}"
+        else:
+            text = f"{'-' if coef < 0 else ''}{abs(coef)}{var}"
     return text
 
 
