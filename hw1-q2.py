@@ -1,0 +1,602 @@
+#!/usr/bin/env python
+"""Homework 1, Question 2: logistic regression and a feedforward network with PyTorch autodiff.
+
+    python hw1-q2.py logistic_regression -learning_rate 0.001
+    python hw1-q2.py mlp                          # Table 1's defaults, batch size 16
+    python hw1-q2.py mlp -layers 2 -activation tanh -optimizer adam -learning_rate 0.001
+
+Training follows the course's flow (seed, DataLoader with shuffle=True, model, optimizer,
+criterion, train_batch per batch, dev evaluation per epoch) but does not go through DataLoader:
+`shuffled_order` draws the same random numbers a DataLoader draws, in the same order, and batches
+are slices of pre-made tensors. Logistic regression with SGD on the CPU also skips autograd: its
+gradient is computed with the very kernels autograd calls. Both give the DataLoader flow's numbers
+bit for bit (tests/test_q2.py checks it; bench_q2.py times both flows).
+"""
+import argparse
+import contextlib
+import math
+import sys
+import time
+import warnings
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+import utils
+
+MODELS = ("logistic_regression", "mlp")
+# -batch_size, when not given: Q2.1 asks for 1 with logistic regression, Table 1 gives 16.
+DEFAULT_BATCH_SIZE = {"logistic_regression": 1, "mlp": 16}
+
+
+class ClassificationDataset(Dataset):
+    """The course's dataset: float32 features, int64 labels; dev and test as whole tensors."""
+
+    def __init__(self, data):
+        train_X, train_y = data["train"]
+        dev_X, dev_y = data["dev"]
+        test_X, test_y = data["test"]
+        self.X = torch.tensor(train_X, dtype=torch.float32)
+        self.y = torch.tensor(train_y, dtype=torch.long)
+        self.dev_X = torch.tensor(dev_X, dtype=torch.float32)
+        self.dev_y = torch.tensor(dev_y, dtype=torch.long)
+        self.test_X = torch.tensor(test_X, dtype=torch.float32)
+        self.test_y = torch.tensor(test_y, dtype=torch.long)
+
+    def __len__(self):
+        return len(self.X)
+
+    def __getitem__(self, idx):
+        return self.X[idx], self.y[idx]
+
+
+class LogisticRegression(nn.Module):
+    def __init__(self, n_classes, n_features):
+        super().__init__()
+        self.linear = nn.Linear(n_features, n_classes)
+
+    def forward(self, x):
+        """x (batch, n_features) -> scores (batch, n_classes); the loss applies the softmax."""
+        return self.linear(x)
+
+
+class FeedforwardNetwork(nn.Module):
+    """`layers` hidden blocks Linear -> activation -> Dropout, then a Linear output layer.
+
+    The layers are created input to output, so the initial weights draw random numbers in the
+    course's order.
+    """
+
+    ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh}
+
+    def __init__(self, n_classes, n_features, hidden_size, layers, activation_type, dropout):
+        super().__init__()
+        blocks = []
+        width = n_features
+        for _ in range(layers):
+            blocks += [nn.Linear(width, hidden_size), self.ACTIVATIONS[activation_type](),
+                       nn.Dropout(dropout)]
+            width = hidden_size
+        blocks.append(nn.Linear(width, n_classes))
+        self.layers = nn.Sequential(*blocks)
+
+    def forward(self, x):
+        return self.layers(x)
+
+    def linears(self):
+        """The Linear layers, input to output."""
+        return [m for m in self.layers if isinstance(m, nn.Linear)]
+
+
+def train_batch(X, y, model, optimizer, criterion):
+    """One optimizer step on the batch (X, y); returns the batch's loss as a float."""
+    optimizer.zero_grad()
+    loss = criterion(model(X), y)
+    loss.backward()
+    optimizer.step()
+    return loss.item()
+
+
+def predict(model, X):
+    """X (n_examples, n_features) -> predicted labels (n_examples,)."""
+    scores = model(X)
+    return scores.argmax(dim=-1)
+
+
+def evaluate(model, X, y):
+    """Accuracy on (X, y): eval mode (no dropout), no gradients, then back to train mode."""
+    model.eval()
+    with torch.no_grad():
+        y_hat = predict(model, X)
+    model.train()
+    return (y == y_hat).sum().item() / y.shape[0]
+
+
+def evaluate_with_loss(model, X, y, criterion):
+    """(mean loss, accuracy) on (X, y) from one forward pass, with evaluate's mode handling.
+
+    Eval mode draws no random numbers, so adding the dev loss leaves the training run unchanged.
+    """
+    model.eval()
+    with torch.no_grad():
+        scores = model(X)
+        loss = criterion(scores, y).item()
+        accuracy = (y == scores.argmax(dim=-1)).sum().item() / y.shape[0]
+    model.train()
+    return loss, accuracy
+
+
+# ----------------------------------------------------------------------------- the epoch order
+
+def shuffled_order(n):
+    """The example order of one epoch of `DataLoader(dataset, shuffle=True)`, as an int64 tensor.
+
+    Draws from the global generator exactly what iterating such a DataLoader draws (torch 2.13,
+    no workers, no generator given): `_BaseDataLoaderIter.__init__` first draws a base seed (for
+    workers; unused without them), then `RandomSampler.__iter__` draws the seed of a private
+    generator that makes the permutation. `dataloader_order_matches` checks this at run time.
+    """
+    torch.empty((), dtype=torch.int64).random_()  # the iterator's _base_seed
+    seed = int(torch.empty((), dtype=torch.int64).random_().item())
+    generator = torch.Generator()
+    generator.manual_seed(seed)
+    return torch.randperm(n, generator=generator)
+
+
+def dataloader_order_matches(n=7, epochs=2):
+    """Whether `shuffled_order` reproduces this torch's DataLoader: same orders, same draws.
+
+    Runs both on a forked global generator (the caller's random state is left untouched) and
+    compares the orders and the next random number drawn after them.
+    """
+    def trace(order):
+        torch.manual_seed(12345)
+        seen = [order() for _ in range(epochs)]
+        return seen, torch.rand(3).tolist()
+
+    indices = torch.arange(n)
+    loader = DataLoader(indices, batch_size=1, shuffle=True)
+    with torch.random.fork_rng(devices=[]):
+        expected = trace(lambda: [int(i) for batch in loader for i in batch])
+        got = trace(lambda: shuffled_order(n).tolist())
+    return expected == got
+
+
+def epoch_batches(X, y, batch_size):
+    """One epoch's batches in DataLoader order: views into a shuffled copy of (X, y)."""
+    order = shuffled_order(len(X)).to(X.device)
+    return X[order].split(batch_size), y[order].split(batch_size), order
+
+
+# ----------------------------------------------------------------------------- training flows
+
+def train_epoch_dataloader(loader, model, optimizer, criterion, device):
+    """The course's loop: train_batch on every batch of the DataLoader; per-batch losses."""
+    losses = [train_batch(X_batch.to(device), y_batch.to(device), model, optimizer, criterion)
+              for X_batch, y_batch in loader]
+    return torch.tensor(losses, dtype=torch.float32)  # exact: the losses are float32 values
+
+
+def train_epoch_fast(X, y, batch_size, model, optimizer, criterion):
+    """train_batch on DataLoader-ordered slices of pre-made tensors; per-batch losses."""
+    X_batches, y_batches, _ = epoch_batches(X, y, batch_size)
+    losses = [train_batch(X_batch, y_batch, model, optimizer, criterion)
+              for X_batch, y_batch in zip(X_batches, y_batches)]
+    return torch.tensor(losses, dtype=torch.float32)
+
+
+def manual_blocks(model):
+    """The model as [(Linear, activation name or None, dropout p)], input to output, when it is
+    a LogisticRegression or the plain FeedforwardNetwork stack; None otherwise."""
+    if type(model) is LogisticRegression:
+        return [(model.linear, None, 0.0)]
+    if type(model) is not FeedforwardNetwork:
+        return None
+    modules = list(model.layers)
+    if len(modules) % 3 != 1 or not all(type(m) is nn.Linear for m in modules[::3]):
+        return None
+    blocks = []
+    for linear, activation, dropout in zip(modules[0::3], modules[1::3], modules[2::3]):
+        if type(activation) is nn.ReLU and not activation.inplace:
+            name = "relu"
+        elif type(activation) is nn.Tanh:
+            name = "tanh"
+        else:
+            return None
+        if type(dropout) is not nn.Dropout or dropout.inplace:
+            return None
+        blocks.append((linear, name, dropout.p))
+    return blocks + [(modules[-1], None, 0.0)]
+
+
+def manual_sgd_applies(model, optimizer, criterion, device):
+    """Whether ManualSGD reproduces train_batch exactly for this run: one of our two models,
+    plain, momentum or weight-decay SGD through its single-tensor (CPU) path, the default
+    cross-entropy loss."""
+    blocks = manual_blocks(model)
+    if blocks is None or type(optimizer) is not torch.optim.SGD or type(criterion) is not \
+            nn.CrossEntropyLoss or torch.device(device).type != "cpu":
+        return False
+    if len(optimizer.param_groups) != 1:
+        return False
+    group = optimizer.param_groups[0]
+    expected = [p for linear, _, _ in blocks for p in (linear.weight, linear.bias)]
+    return (len(group["params"]) == len(expected)
+            and all(p is q for p, q in zip(group["params"], expected))
+            and all(p.dtype.is_floating_point and p.is_contiguous() for p in expected)
+            and not group["nesterov"] and not group["maximize"] and not group["foreach"]
+            and not group.get("fused") and not group.get("differentiable")
+            and not isinstance(group["lr"], torch.Tensor)
+            and criterion.weight is None and criterion.reduction == "mean"
+            and criterion.ignore_index == -100 and criterion.label_smoothing == 0.0)
+
+
+class ManualSGD:
+    """SGD steps without autograd that equal train_batch's bit for bit, for our two models.
+
+    train_batch runs these kernels, and so does this class, on the same operands: forward,
+    per block, addmm (F.linear), relu or tanh, and in training mode dropout's
+    bernoulli_(1 - p), div_(1 - p) and mul (the same random numbers: one bernoulli_ call per
+    block and step); then _log_softmax and nll_loss. Backward: nll_loss_backward (-1/batch at
+    the gold class), _log_softmax_backward_data, then per Linear, as autograd's addmm formulas
+    do, mm for the weight, sum for the bias and mm for the input, back through dropout (mul by
+    the same noise) and threshold_backward or tanh_backward. Finally SGD's single-tensor update:
+    weight decay, momentum, `param.add_(grad, alpha=-lr)`. Skipping autograd's graph and the
+    optimizer's Python bookkeeping is what makes batch size 1 fast. The losses, needed only for
+    reporting, are read after the epoch from the saved log-probabilities when batches hold one
+    example, and are nll_loss's per step otherwise.
+    """
+
+    def __init__(self, model, optimizer):
+        self.model = model
+        self.blocks = manual_blocks(model)
+        self.optimizer = optimizer
+        self._gold = {}
+        self._noise = {}
+
+    @staticmethod
+    def _gold_gradient(batch_size, dtype):
+        """nll_loss_backward's value at the gold class of a batch: -1/batch_size, its rounding."""
+        logp = torch.zeros(batch_size, 1, dtype=dtype)
+        gold = torch.zeros(batch_size, dtype=torch.long)
+        total = torch.tensor(float(batch_size), dtype=dtype)
+        grad = torch.ops.aten.nll_loss_backward(torch.ones((), dtype=dtype), logp, gold, None,
+                                                1, -100, total)
+        return grad[0, 0].item()
+
+    def _gold_gradients(self, n, batch_size, dtype):
+        """That value for each of n examples in epoch order; a smaller last batch has its own."""
+        key = (n, batch_size, dtype)
+        if key not in self._gold:
+            full, rest = divmod(n, batch_size)
+            values = torch.full((n,), self._gold_gradient(batch_size, dtype), dtype=dtype)
+            if rest:
+                values[full * batch_size:] = self._gold_gradient(rest, dtype)
+            self._gold[key] = values
+        return self._gold[key]
+
+    def _noise_buffer(self, index, shape, dtype):
+        """A reusable tensor for block `index`'s dropout noise (bernoulli_ overwrites it all)."""
+        key = (index, dtype)
+        if key not in self._noise or self._noise[key].shape[1] != shape[1] or \
+                self._noise[key].shape[0] < shape[0]:
+            self._noise[key] = torch.empty(shape, dtype=dtype)
+        return self._noise[key][:shape[0]]
+
+    def step(self, X, gold_grad, logp_out):
+        """One step on the batch X; gold_grad is d(loss)/d(log-probabilities), logp_out receives
+        the log-probabilities."""
+        # forward, keeping what backward needs: each Linear's input, activation output, noise
+        inputs, outputs, noises = [], [], []
+        a = X
+        last = len(self.blocks) - 1
+        for i, (linear, activation, p) in enumerate(self.blocks):
+            inputs.append(a)
+            h = F.linear(a, linear.weight, linear.bias)
+            if i == last:
+                torch.log_softmax(h, 1, out=logp_out)
+                break
+            h = torch.relu(h) if activation == "relu" else torch.tanh(h)
+            outputs.append(h)
+            if p > 0 and self.model.training:  # else dropout returns its input, draws nothing
+                noise = self._noise_buffer(i, h.shape, h.dtype).bernoulli_(1 - p)
+                noise.div_(1 - p)
+                noises.append(noise)
+                a = h * noise
+            else:
+                noises.append(None)
+                a = h
+        # backward
+        grads = [None] * (2 * len(self.blocks))
+        g = torch._log_softmax_backward_data(gold_grad, logp_out, 1, logp_out.dtype)
+        for i in range(last, -1, -1):
+            linear, _, _ = self.blocks[i]
+            a = inputs[i]
+            grads[2 * i] = g.t().mm(a)
+            grads[2 * i + 1] = g.sum(0)
+            if i == 0:
+                break
+            # autograd's mm_mat1_backward for addmm(bias, a, weight.t())
+            if a.stride(0) == 1 and a.stride(1) == a.shape[0]:
+                g = linear.weight.t().mm(g.t()).t()
+            else:
+                g = g.mm(linear.weight)
+            if noises[i - 1] is not None:
+                g = g * noises[i - 1]
+            if self.blocks[i - 1][1] == "relu":
+                g = torch.ops.aten.threshold_backward(g, outputs[i - 1], 0)
+            else:
+                g = torch.ops.aten.tanh_backward(g, outputs[i - 1])
+        return grads
+
+    @torch.no_grad()
+    def train_epoch(self, X, y, batch_size):
+        params = [p for linear, _, _ in self.blocks for p in (linear.weight, linear.bias)]
+        group = self.optimizer.param_groups[0]
+        lr, weight_decay = group["lr"], group["weight_decay"]
+        momentum, dampening = group["momentum"], group["dampening"]
+        state = [self.optimizer.state[p] for p in params]
+        buffers = [s.get("momentum_buffer") for s in state]
+        plain = weight_decay == 0 and momentum == 0
+        dtype = params[0].dtype
+
+        X_batches, y_batches, order = epoch_batches(X, y, batch_size)
+        n, n_classes = len(X), params[-1].shape[0]
+        gold = y[order]
+        # d(loss)/d(log-probabilities) of every example: nll_loss_backward's values
+        grad_logp = torch.zeros(n, n_classes, dtype=dtype).scatter_(
+            1, gold[:, None], self._gold_gradients(n, batch_size, dtype)[:, None])
+        logp = torch.empty(n, n_classes, dtype=dtype)
+        single = batch_size == 1
+        losses = []
+        for X_b, y_b, g_b, logp_b in zip(X_batches, y_batches, grad_logp.split(batch_size),
+                                         logp.split(batch_size)):
+            grads = self.step(X_b, g_b, logp_b)
+            if not single:
+                losses.append(F.nll_loss(logp_b, y_b))
+            if plain:
+                for param, grad in zip(params, grads):
+                    param.add_(grad, alpha=-lr)
+                continue
+            # torch.optim.SGD's _single_tensor_sgd, line for line
+            for i, (param, grad) in enumerate(zip(params, grads)):
+                if weight_decay != 0:
+                    grad = grad.add(param, alpha=weight_decay)
+                if momentum != 0:
+                    if buffers[i] is None:
+                        buffers[i] = grad.detach().clone()
+                    else:
+                        buffers[i].mul_(momentum).add_(grad, alpha=1 - dampening)
+                    grad = buffers[i]
+                param.add_(grad, alpha=-lr)
+        if momentum != 0:
+            for s, buffer in zip(state, buffers):
+                s["momentum_buffer"] = buffer
+        if single:
+            # a batch of one: nll_loss's mean is -logp[gold] / 1, that very value
+            return F.nll_loss(logp, gold, reduction="none")
+        return torch.stack(losses)
+
+
+@contextlib.contextmanager
+def num_threads(n):
+    """Run the block with `n` intra-op threads (None: leave as is), then restore the setting."""
+    before = torch.get_num_threads()
+    if n is not None:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def train(model, optimizer, criterion, dataset, epochs, batch_size, device, flow="fast",
+          train_threads=1, log=print):
+    """Train for `epochs` and evaluate on dev after each; returns the history as a dict.
+
+    flow: "dataloader" is the course's loop over a DataLoader; "fast" gives the same numbers
+    without it (and without autograd where ManualSGD applies). The training passes run with
+    `train_threads` intra-op threads: their operations are small, so a second thread costs more
+    in synchronisation than it gains (bench_q2.py measures it); dev evaluation keeps the setting.
+    The history holds per-epoch mean training loss, dev loss and accuracy, seconds, and the
+    per-batch losses of the last epoch.
+    """
+    if flow not in ("fast", "dataloader"):
+        raise ValueError(f"unknown flow {flow!r}")
+    if flow == "fast" and not dataloader_order_matches():
+        warnings.warn("shuffled_order does not reproduce this torch version's DataLoader; "
+                      "using the DataLoader flow")
+        flow = "dataloader"
+    dev_X, dev_y = dataset.dev_X.to(device), dataset.dev_y.to(device)
+    if flow == "dataloader":
+        loader = DataLoader(dataset, batch_size=batch_size, shuffle=True)
+        run_epoch = lambda: train_epoch_dataloader(loader, model, optimizer, criterion, device)
+    else:
+        X, y = dataset.X.to(device), dataset.y.to(device)
+        if manual_sgd_applies(model, optimizer, criterion, device):
+            manual = ManualSGD(model, optimizer)
+            run_epoch = lambda: manual.train_epoch(X, y, batch_size)
+        else:
+            run_epoch = lambda: train_epoch_fast(X, y, batch_size, model, optimizer, criterion)
+
+    history = {"train_loss": [], "valid_loss": [], "valid_acc": [], "seconds": []}
+    for epoch in range(1, epochs + 1):
+        start = time.perf_counter()
+        with num_threads(train_threads):
+            losses = run_epoch()
+        valid_loss, valid_acc = evaluate_with_loss(model, dev_X, dev_y, criterion)
+        seconds = time.perf_counter() - start
+        train_loss = losses.double().mean().item()
+        history["train_loss"].append(train_loss)
+        history["valid_loss"].append(valid_loss)
+        history["valid_acc"].append(valid_acc)
+        history["seconds"].append(seconds)
+        history["last_losses"] = losses
+        log(f"Epoch {epoch}/{epochs} | train loss {train_loss:.4f} | dev loss {valid_loss:.4f} "
+            f"| dev acc {valid_acc:.4f} | {seconds:.2f} s")
+    return history
+
+
+# ----------------------------------------------------------------------------- the script
+
+def build_model(model_name, n_classes, n_features, hidden_size, layers, activation, dropout):
+    if model_name == "logistic_regression":
+        return LogisticRegression(n_classes, n_features)
+    return FeedforwardNetwork(n_classes, n_features, hidden_size, layers, activation, dropout)
+
+
+def build_optimizer(name, parameters, learning_rate, l2_decay, momentum):
+    if name == "sgd":
+        return torch.optim.SGD(parameters, lr=learning_rate, weight_decay=l2_decay,
+                               momentum=momentum)
+    return torch.optim.Adam(parameters, lr=learning_rate, weight_decay=l2_decay)
+
+
+def seed_value(text):
+    """argparse type for -seed: what numpy, Python and torch all accept."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected int, got {text!r}") from None
+    if not 0 <= value < 2**32:
+        raise argparse.ArgumentTypeError(f"must be in [0, 2**32), got {text}")
+    return value
+
+
+def device_name(text):
+    """argparse type for -device: auto, cpu, cuda, cuda:N, ... (anything torch.device parses)."""
+    if text == "auto":
+        return text
+    try:
+        torch.device(text)
+    except (RuntimeError, ValueError):
+        raise argparse.ArgumentTypeError(f"not a torch device: {text!r}") from None
+    return text
+
+
+def resolve_device(name):
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return name
+
+
+def make_parser():
+    parser = argparse.ArgumentParser(
+        description="Homework 1, Question 2: logistic regression or a feedforward network "
+                    "on Kuzushiji-MNIST, with PyTorch.")
+    parser.add_argument("model", choices=MODELS, help="which model to train")
+    utils.add_flag(parser, "epochs", type=utils.positive_int, default=20,
+                   help="number of training epochs (default: %(default)s)")
+    utils.add_flag(parser, "batch_size", type=utils.positive_int, default=None,
+                   help="examples per batch (default: 1 for logistic_regression as Q2.1 asks, "
+                        "16 for mlp as Table 1 gives)")
+    utils.add_flag(parser, "learning_rate", type=utils.positive_float, default=0.01,
+                   help="learning rate (default: %(default)s)")
+    utils.add_flag(parser, "l2_decay", type=utils.nonnegative_float, default=0.0,
+                   help="L2 weight decay, the optimizer's weight_decay (default: %(default)s)")
+    utils.add_flag(parser, "hidden_size", type=utils.positive_int, default=100,
+                   help="mlp: units per hidden layer (default: %(default)s)")
+    utils.add_flag(parser, "layers", type=utils.positive_int, default=1,
+                   help="mlp: number of hidden layers (default: %(default)s)")
+    utils.add_flag(parser, "dropout", type=utils.probability, default=0.3,
+                   help="mlp: dropout probability, in [0, 1) (default: %(default)s)")
+    utils.add_flag(parser, "activation", choices=("relu", "tanh"), default="relu",
+                   help="mlp: hidden activation (default: %(default)s)")
+    utils.add_flag(parser, "optimizer", choices=("sgd", "adam"), default="sgd",
+                   help="optimizer (default: %(default)s)")
+    utils.add_flag(parser, "momentum", type=utils.probability, default=0.0,
+                   help="SGD momentum, in [0, 1) (2024-25 edition; default: %(default)s)")
+    utils.add_flag(parser, "seed", type=seed_value, default=42,
+                   help="random seed (default: %(default)s)")
+    utils.add_flag(parser, "data_path", default=utils.DEFAULT_DATA_PATH,
+                   help="the dataset .npz built by download_kuzushiji_mnist.py "
+                        "(default: %(default)s)")
+    utils.add_flag(parser, "output_dir", default="results",
+                   help="where figures and the JSON record go (default: %(default)s)")
+    utils.add_flag(parser, "device", type=device_name, default="auto",
+                   help="torch device; auto picks cuda when available (default: %(default)s)")
+    return parser
+
+
+def parse_args(argv=None):
+    """Parse and resolve the flags; returns (args, defaults) with the per-model defaults filled.
+
+    -batch_size and -device are resolved (per model; auto -> cpu/cuda) in both, so the run name
+    lists a flag only when its resolved value differs from the resolved default: `mlp
+    -batch_size 16` is the run `mlp`, and `logistic_regression -batch_size 16` is
+    `logistic_regression-batch_size=16`.
+    """
+    parser = make_parser()
+    args = parser.parse_args(argv)
+    defaults = {action.dest: action.default for action in parser._actions
+                if action.dest not in ("help", "model")}
+    if args.optimizer != "sgd" and args.momentum != 0:
+        parser.error("argument -momentum/--momentum: applies to -optimizer sgd only")
+    if args.device != "auto":
+        device = torch.device(args.device)
+        if device.type == "cuda" and not torch.cuda.is_available():
+            parser.error(f"argument -device/--device: {args.device} requested but CUDA is "
+                         f"not available")
+    defaults["batch_size"] = DEFAULT_BATCH_SIZE[args.model]
+    if args.batch_size is None:
+        args.batch_size = defaults["batch_size"]
+    defaults["device"] = resolve_device("auto")
+    args.device = resolve_device(args.device)
+    return args, defaults
+
+
+def main(argv=None):
+    args, defaults = parse_args(argv)
+
+    utils.configure_seed(seed=args.seed)
+    try:
+        data = utils.load_dataset(args.data_path)
+    except utils.DataError as err:
+        utils.fail(str(err))
+    dataset = ClassificationDataset(data)
+    n_classes = torch.unique(dataset.y).shape[0]
+    n_features = dataset.X.shape[1]
+
+    model = build_model(args.model, n_classes, n_features, args.hidden_size, args.layers,
+                        args.activation, args.dropout).to(args.device)
+    optimizer = build_optimizer(args.optimizer, model.parameters(), args.learning_rate,
+                                args.l2_decay, args.momentum)
+    criterion = nn.CrossEntropyLoss()
+
+    history = train(model, optimizer, criterion, dataset, args.epochs, args.batch_size,
+                    args.device)
+    train_seconds = sum(history["seconds"])
+    diverged = not all(math.isfinite(v) for v in history["train_loss"])
+    if diverged:
+        print(f"warning: training diverged (non-finite training loss); try a smaller "
+              f"-learning_rate than {args.learning_rate}", file=sys.stderr)
+    test_acc = evaluate(model, dataset.test_X.to(args.device), dataset.test_y.to(args.device))
+    print(f"Final test acc: {test_acc:.4f}")
+    print(f"Training time: {train_seconds:.2f} s")
+
+    config = vars(args)
+    name = utils.run_name(args.model, config, defaults)
+    record = {
+        "model": args.model,
+        "config": config,
+        "epochs": list(range(1, args.epochs + 1)),
+        "train_loss": history["train_loss"],
+        "valid_loss": history["valid_loss"],
+        "valid_acc": history["valid_acc"],
+        "test_acc": test_acc,
+        "train_seconds": train_seconds,
+        "diverged": diverged,
+    }
+    figures = {
+        "loss": ("Loss", {"train": history["train_loss"], "dev": history["valid_loss"]}),
+        "accuracy": ("Dev accuracy", {"dev": history["valid_acc"]}),
+    }
+    paths = utils.save_run(args.output_dir, name, record, figures)
+    print(f"Saved {paths[-1]}")
+    return record
+
+
+if __name__ == "__main__":
+    main()
