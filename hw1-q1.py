@@ -16,7 +16,7 @@ implementations of that same computation, chosen with `-impl`:
   the weights at the block's start; the effect of the block's earlier updates on a later
   example's activations goes through the block's Gram matrix X_B X_B^T; the block's rank-1
   updates are then applied as one product. The coupled equations are solved by fixed-point
-  sweeps (see `_fixed_point`), which end at the per-example result exactly (up to rounding).
+  sweeps, which end at the per-example result exactly (up to rounding).
   The perceptron's scores are exact in float64, so its fast path gives bit-identical weights.
 """
 import argparse
@@ -36,7 +36,7 @@ import utils  # noqa: E402
 MODELS = ("perceptron", "logistic_regression", "mlp")
 # Block sizes of the fast path, tuned on the real data (bench_q1.py): larger blocks need fewer
 # Python-level steps, but the Gram matrix costs B*D per example and the sweeps grow with B.
-BLOCK_SIZE = {"perceptron": 32, "logistic_regression": 32, "mlp": 32}
+BLOCK_SIZE = {"perceptron": 16, "logistic_regression": 40, "mlp": 64}
 
 
 # ----------------------------------------------------------------------------- layers
@@ -89,44 +89,36 @@ def softmax_cross_entropy(scores, y):
 
 # ----------------------------------------------------------------------------- fast-path tools
 
-def _blocks(X, y, order, block_size, chunk=32):
-    """Yield (X_B, y_B, G_B) for consecutive blocks of `order`, G_B = X_B X_B^T (B, B).
+def _blocks(X, y, order, block_size, coupling, offset=0.0, chunk=1024):
+    """Yield (X_B, y_B, K_B) for consecutive blocks of B examples of X[order], y[order].
 
-    Examples are gathered `chunk` blocks at a time and their Gram matrices computed as one
-    stacked product, which saves Python-level work per block.
+    K_B = coupling[:B, :B] * (X_B X_B^T + offset), (B, B): the Gram matrix of the block, scaled
+    elementwise by `coupling`, which is zero on and above the diagonal (example k is affected
+    only by the updates of examples j < k). Examples are gathered `chunk` at a time and their
+    blocks' Gram matrices computed as one stacked product, to save Python-level work per block.
     """
-    n = len(order)
-    step = block_size * chunk
-    for start in range(0, n, step):
-        idx = order[start:start + step]
+    per_chunk = max(1, chunk // block_size) * block_size
+    for start in range(0, len(order), per_chunk):
+        idx = order[start:start + per_chunk]
         Xc, yc = X[idx], y[idx]  # (K, D), (K,)
         full = len(idx) // block_size * block_size
         if full:
             Xs = Xc[:full].reshape(-1, block_size, Xc.shape[1])  # (K/B, B, D)
-            Gs = Xs @ Xs.transpose(0, 2, 1)  # (K/B, B, B)
+            Ks = Xs @ Xs.transpose(0, 2, 1)  # (K/B, B, B)
+            if offset:
+                Ks += offset
+            Ks *= coupling
             for k in range(len(Xs)):
-                yield Xs[k], yc[k * block_size:(k + 1) * block_size], Gs[k]
-        if full < len(idx):
+                yield Xs[k], yc[k * block_size:(k + 1) * block_size], Ks[k]
+        if full < len(idx):  # the last, partial block
             XB = Xc[full:]
-            yield XB, yc[full:], XB @ XB.T
+            n = len(XB)
+            yield XB, yc[full:], coupling[:n, :n] * (XB @ XB.T + offset)
 
 
-def _fixed_point(step, state, max_sweeps):
-    """Iterate state <- step(state) until it no longer changes (exactly), at most max_sweeps.
-
-    Used for a block's sequential dependencies: the value for example k depends only on
-    examples j < k, so after t sweeps the first t examples are final, and a state that maps to
-    itself is the unique solution, the per-example result. Non-finite values (a diverged run)
-    would never compare equal, so they end the iteration.
-    """
-    for _ in range(max_sweeps):
-        new = step(state)
-        if all(np.array_equal(a, b) for a, b in zip(new, state)):
-            return new
-        state = new
-        if not all(np.isfinite(a).all() for a in state):
-            return state
-    return state
+def _lower(B):
+    """(B, B) strictly lower-triangular ones: entry (k, j) is 1 when j < k."""
+    return np.tri(B, B, -1)
 
 
 # ----------------------------------------------------------------------------- linear models
@@ -171,26 +163,30 @@ class Perceptron(LinearModel):
             self.W[y_hat] -= x_i
 
     def _train_epoch_fast(self, X, y, order, block_size=BLOCK_SIZE["perceptron"], **kwargs):
-        """Per block: U (B, C) holds each example's update (+1 gold, -1 predicted on a mistake).
+        """Per block, U (B, C) holds each example's update: +1 gold, -1 predicted on a mistake.
 
-        Example k's scores are X_B W_0^T + strictly-lower(G) U, solved by `_fixed_point`. With
+        Example k's scores are (X_B W_0^T)_k + sum_{j<k} G_kj U_j. U is found by fixed-point
+        sweeps: predict every example from the current U, rebuild U, until the predictions stop
+        changing. As example k depends only on examples j < k, sweep t fixes example t for good,
+        so this ends within B + 1 sweeps, at the unique solution: the per-example result. With
         pixels k/256 every product and sum here is exact in float64, so the weights equal the
         per-example loop's bit for bit.
         """
-        eye = np.eye(self.W.shape[0])
-        for XB, yB, G in _blocks(X, y, order, block_size):
-            gold = eye[yB]  # (B, C)
-            S0 = XB @ self.W.T  # (B, C) scores with the weights at the block's start
-            U = gold - eye[S0.argmax(axis=1)]  # (B, C); zero rows where the prediction is right
-            if not U.any():
+        W = self.W
+        eye = np.eye(W.shape[0])
+        for XB, yB, LG in _blocks(X, y, order, block_size, _lower(block_size)):
+            S0 = XB @ W.T  # (B, C) scores with the weights at the block's start
+            pred = S0.argmax(axis=1)  # (B,)
+            if (pred == yB).all():
                 continue
-            LG = np.tril(G, -1)  # (B, B): example k sees the updates of examples j < k
-
-            def step(state):
-                return (gold - eye[(S0 + LG @ state[0]).argmax(axis=1)],)
-
-            U, = _fixed_point(step, (U,), len(yB) + 1)
-            self.W += U.T @ XB
+            gold = eye[yB]  # (B, C)
+            for _ in range(len(yB) + 1):
+                U = gold - eye[pred]  # (B, C); zero rows where the prediction is right
+                new_pred = (S0 + LG @ U).argmax(axis=1)
+                if (new_pred == pred).all():
+                    break
+                pred = new_pred
+            W += U.T @ XB
 
 
 class LogisticRegression(LinearModel):
@@ -211,37 +207,56 @@ class LogisticRegression(LinearModel):
 
     def _train_epoch_fast(self, X, y, order, learning_rate=0.001, l2_penalty=0.0,
                           block_size=BLOCK_SIZE["logistic_regression"]):
-        """Per block, with a = 1 - lr*l2 and Derr = E - P (B, C) the examples' errors:
+        """Per block, with a = 1 - lr*l2 the penalty's shrinkage and E - P (B, C) the errors:
 
-        W_k = a^k W_0 + lr sum_{j<k} a^(k-1-j) Derr_j x_j^T, so example k's scores are
-        a^k (X_B W_0^T)_k + lr sum_{j<k} a^(k-1-j) G_kj Derr_j; Derr solved by `_fixed_point`.
-        Returns the mean cross-entropy of the epoch (each example's, before its own step).
+            W_k = a^k W_0 + lr sum_{j<k} a^(k-1-j) (E - P)_j x_j^T,
+            scores_k = a^k (X_B W_0^T)_k + lr sum_{j<k} a^(k-1-j) G_kj (E - P)_j,
+
+        and P = softmax(scores) row by row. P is found by fixed-point sweeps, as for the
+        perceptron: sweep t fixes example t, and the sweeps stop when P no longer changes
+        (exactly), which is the per-example result up to rounding. Returns the epoch's mean
+        cross-entropy (each example's, before its own step).
         """
         lr = learning_rate
         a = 1.0 - lr * l2_penalty
+        B = block_size
+        k = np.arange(B)
+        # coupling (k, j) = lr a^(k-1-j) for j < k; the decay depends on k - j only, so its
+        # top-left corner serves a shorter last block too
+        coupling = lr * _lower(B) * a ** np.maximum(k[:, None] - 1 - k[None, :], 0)
         eye = np.eye(self.W.shape[0])
         total = 0.0
-        for XB, yB, G in _blocks(X, y, order, block_size):
-            B = len(yB)
+        for XB, yB, K in _blocks(X, y, order, B, coupling):
+            n = len(yB)
             gold = eye[yB]  # (B, C)
-            S0 = XB @ self.W.T  # (B, C)
-            LG = lr * np.tril(G, -1)  # (B, B)
+            S0 = XB @ self.W.T  # (B, C) scores with the weights at the block's start
             if a != 1.0:
-                k = np.arange(B)
-                decay = np.tril(a ** np.maximum(k[:, None] - 1 - k[None, :], 0), -1)
-                LG *= decay  # a^(k-1-j) below the diagonal
-                S0 *= (a ** k)[:, None]
-
-            def step(state):
-                return (gold - softmax(S0 + LG @ state[0]),)
-
-            Derr, = _fixed_point(step, (gold - softmax(S0),), B + 1)
-            losses, _ = softmax_cross_entropy(S0 + LG @ Derr, yB)
+                S0 *= (a ** k[:n])[:, None]
+            # scores = S0 + K (E - P) = T0 - K P; the max of S0 is subtracted from each row
+            # for a stable exp (softmax does not change; the corrections K P are small)
+            T0 = S0 + K @ gold
+            T0 -= S0.max(axis=1, keepdims=True)
+            # |K P| and |K E| are at most K's largest absolute row sum; past ~350, exp could
+            # overflow, so such blocks (large learning rates) take the max out at every sweep
+            shift_each_sweep = np.abs(K).sum(axis=1).max() > 350
+            P = softmax(S0)
+            for _ in range(n + 1):
+                Z = K @ P
+                np.subtract(T0, Z, out=Z)  # (B, C) scores
+                if shift_each_sweep:
+                    Z -= Z.max(axis=1, keepdims=True)
+                np.exp(Z, out=Z)
+                Z /= Z.sum(axis=1, keepdims=True)
+                if (Z == P).all():
+                    break
+                P = Z
+            losses, _ = softmax_cross_entropy(T0 - K @ P, yB)
             total += losses.sum()
+            error = gold - P  # (B, C)
             if a != 1.0:
-                Derr = Derr * (a ** (B - 1 - np.arange(B)))[:, None]
-                self.W *= a ** B
-            self.W += lr * (Derr.T @ XB)
+                error *= (a ** (n - 1 - k[:n]))[:, None]  # the shrinkage still ahead in the block
+                self.W *= a ** n
+            self.W += lr * (error.T @ XB)
         return total / len(order)
 
 
@@ -315,57 +330,54 @@ class MLP:
         order = np.arange(len(y)) if order is None else np.asarray(order)
         if not fast:
             return float(np.mean([self.update_weight(X[i], y[i], learning_rate) for i in order]))
+        coupling = learning_rate * _lower(block_size)  # (B, B)
         total = 0.0
-        for XB, yB, G in _blocks(X, y, order, block_size):
-            total += self._train_block(XB, yB, G, learning_rate)
+        for XB, yB, K in _blocks(X, y, order, block_size, coupling, offset=1.0):
+            total += self._train_block(XB, yB, K, learning_rate)
         return total / len(order)
 
-    def _train_block(self, XB, yB, G, lr):
-        """Per-example SGD over one block, computed for the whole block at once.
+    def _train_block(self, XB, yB, K, lr):
+        """Per-example SGD over the block XB (B, D), yB (B,); returns the summed loss.
 
-        With dA[l] (B, out) the gradients at layer l's pre-activations, example k sees
-            W_l = W_l0 - lr sum_{j<k} dA[l]_j h_j^T,  b_l = b_l0 - lr sum_{j<k} dA[l]_j,
-        so its pre-activation is (h W_l0^T + b_l0)_k - lr sum_{j<k} (h_j.h_k + 1) dA[l]_j, and
-        the gradient it sends down is (dA[l] W_l0)_k - lr sum_{j<k} (dA[l]_j.dA[l]_k) h_j.
-        Given dA, one sweep recomputes the forward and backward passes for every example;
-        `_fixed_point` repeats until dA no longer changes.
+        The first layer (D x H, the bulk of the work) is never updated example by example.
+        With dA (B, H) the gradients at its pre-activations, example k sees
+        W_0 - lr sum_{j<k} dA_j x_j^T and b_0 - lr sum_{j<k} dA_j, so its pre-activation is
+            (XB W_0^T + b_0)_k - lr sum_{j<k} (x_j.x_k + 1) dA_j = A0_k - (K dA)_k,
+        with K = lr * strictly-lower(XB XB^T + 1) (B, B). A0 is one product for the block, and
+        so is the block's update of W_0. The small layers above are updated per example, with
+        the bias kept as the last column of each weight matrix and a 1 appended to its input.
         """
-        B = len(yB)
-        L = len(self.W)
-        lower = np.tri(B, B, -1)  # (B, B) strictly lower: j < k
-        LG0 = lr * lower * (G + 1)  # (B, B) for the first layer, whose input does not change
-        A0 = XB @ self.W[0].T + self.b[0]  # (B, H) with the weights at the block's start
-        out = {}
-
-        def step(dA):
-            hs = [XB]
-            As = []
-            for l in range(L):
-                if l == 0:
-                    A = A0 - LG0 @ dA[0]
-                else:
-                    h = hs[-1]
-                    A = h @ self.W[l].T + self.b[l] - (lr * lower * (h @ h.T + 1)) @ dA[l]
-                As.append(A)
-                if l < L - 1:
-                    hs.append(np.maximum(A, 0))
-            losses, dscores = softmax_cross_entropy(As[-1], yB)  # (B,), (B, C)
-            new = [None] * L
-            new[L - 1] = dscores
-            for l in range(L - 1, 0, -1):
-                d = new[l]
-                dh = d @ self.W[l] - (lr * lower * (d @ d.T)) @ hs[l]  # (B, H)
-                new[l - 1] = dh * (As[l - 1] > 0)
-            out["losses"], out["hs"] = losses, hs
-            return new
-
-        start = [np.zeros((B, W.shape[0])) for W in self.W]
-        dA = _fixed_point(step, start, B + 1)
-        step(dA)  # the forward values and losses that go with the final dA
-        for l in range(L):
-            self.W[l] -= lr * (dA[l].T @ out["hs"][l])
-            self.b[l] -= lr * dA[l].sum(axis=0)
-        return out["losses"].sum()
+        n_layers = len(self.W)
+        A0 = XB @ self.W[0].T + self.b[0]  # (B, H)
+        dA = np.zeros_like(A0)  # (B, H)
+        Wb = [np.hstack((self.W[l], self.b[l][:, None])) for l in range(1, n_layers)]
+        hb = [np.ones(W.shape[1] + 1) for W in self.W[1:]]  # inputs of the layers above, + [1]
+        total = 0.0
+        for k, y_k in enumerate(yB):
+            acts = [A0[k] - K[k, :k] @ dA[:k]]  # (H,) pre-activations, layer by layer
+            for l in range(n_layers - 1):
+                np.maximum(acts[l], 0, out=hb[l][:-1])
+                acts.append(Wb[l] @ hb[l])
+            scores = acts[-1]  # (C,), a fresh array: turned into dscores in place
+            scores -= scores.max()
+            score_y = scores[y_k]
+            np.exp(scores, out=scores)
+            z = scores.sum()
+            total += np.log(z) - score_y  # cross-entropy, before the step
+            scores /= z
+            scores[y_k] -= 1
+            dout = scores  # (C,) softmax - onehot(y_k)
+            for l in reversed(range(n_layers - 1)):
+                dh = dout @ Wb[l][:, :-1]  # (H,) with the weights before this example's step
+                Wb[l] -= np.multiply.outer(lr * dout, hb[l])
+                dout = dh * (acts[l] > 0)
+            dA[k] = dout
+        self.W[0] -= lr * (dA.T @ XB)
+        self.b[0] -= lr * dA.sum(axis=0)
+        for l in range(1, n_layers):
+            self.W[l][...] = Wb[l - 1][:, :-1]
+            self.b[l][...] = Wb[l - 1][:, -1]
+        return total
 
 
 # ----------------------------------------------------------------------------- training loop
