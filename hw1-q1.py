@@ -387,7 +387,13 @@ def _parameters(model):
 
 
 def weight_norm(model):
-    return float(np.linalg.norm(model.W)) if isinstance(model, LinearModel) else None
+    """||W||_F of a linear model (None for the MLP), scaled so that huge weights do not overflow."""
+    if not isinstance(model, LinearModel):
+        return None
+    largest = np.abs(model.W).max()
+    if largest == 0 or not np.isfinite(largest):
+        return float(largest)
+    return float(largest * np.linalg.norm(model.W / largest))
 
 
 def build_model(name, n_classes, n_features, hidden_size=200, layers=1):

@@ -1,0 +1,447 @@
+"""hw1-q1.py: the models' updates and gradients, fast path = reference path, the CLI, and the
+course's published numbers on the real data."""
+import json
+import re
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from conftest import ROOT, load_script, make_tiny_dataset
+
+import utils
+
+q1 = load_script("hw1-q1.py")
+
+
+def random_problem(n=50, d=12, n_classes=4, seed=0, bias=True, pixels=True):
+    """A small random classification problem; pixels are k/256 like the real data."""
+    rng = np.random.RandomState(seed)
+    X = rng.randint(0, 256, size=(n, d)) / 256.0 if pixels else rng.randn(n, d)
+    if bias:
+        X = np.hstack((X, np.ones((n, 1))))
+    y = rng.randint(0, n_classes, size=n)
+    return X, y
+
+
+def rel_error(a, b, eps=1e-12):
+    return np.max(np.abs(a - b) / np.maximum(eps, np.abs(a) + np.abs(b)))
+
+
+# ----------------------------------------------------------------------------- perceptron
+
+def test_perceptron_update_on_a_mistake():
+    model = q1.Perceptron(n_classes=3, n_features=3)
+    x = np.array([1.0, 2.0, 1.0])
+    model.update_weight(x, 1)  # all scores 0: predicts class 0 (first on ties), gold is 1
+    np.testing.assert_array_equal(model.W, [[-1, -2, -1], [1, 2, 1], [0, 0, 0]])
+    before = model.W.copy()
+    model.update_weight(x, 1)  # now predicted correctly: no change
+    np.testing.assert_array_equal(model.W, before)
+    model.update_weight(np.array([0.0, 0.0, 1.0]), 2)  # scores (-1, 1, 0): predicts 1, gold 2
+    np.testing.assert_array_equal(model.W, [[-1, -2, -1], [1, 2, 0], [0, 0, 1]])
+
+
+def test_perceptron_predict_and_evaluate():
+    model = q1.Perceptron(n_classes=3, n_features=2)
+    model.W = np.array([[1.0, 0.0], [0.0, 1.0], [0.0, 0.0]])
+    X = np.array([[2.0, 1.0], [1.0, 3.0], [-1.0, -1.0], [1.0, 1.0]])
+    np.testing.assert_array_equal(model.predict(X), [0, 1, 2, 0])  # tie (1, 1, 0) -> 0
+    assert model.evaluate(X, np.array([0, 1, 2, 1])) == 0.75
+
+
+# ----------------------------------------------------------------------------- logistic regression
+
+def test_logistic_regression_update_by_hand():
+    model = q1.LogisticRegression(n_classes=3, n_features=2)
+    x = np.array([1.0, 0.5])
+    loss = model.update_weight(x, 2, learning_rate=0.1)
+    assert loss == pytest.approx(np.log(3))  # uniform probabilities at zero weights
+    # W = 0 + 0.1 * (onehot(2) - [1/3, 1/3, 1/3]) x^T
+    expected = 0.1 * np.outer([-1 / 3, -1 / 3, 2 / 3], x)
+    np.testing.assert_allclose(model.W, expected, rtol=1e-12)
+
+
+def test_logistic_regression_step_is_minus_the_gradient():
+    """W_new - W = -lr * d/dW [-log softmax(W x)_y], checked by centred differences."""
+    rng = np.random.RandomState(1)
+    W0 = rng.randn(4, 6)
+    x, y, lr, h = rng.randn(6), 3, 0.01, 1e-5
+
+    def loss(W):
+        scores = W @ x
+        return -(scores[y] - scores.max() - np.log(np.exp(scores - scores.max()).sum()))
+
+    numeric = np.zeros_like(W0)
+    for idx in np.ndindex(W0.shape):
+        plus, minus = W0.copy(), W0.copy()
+        plus[idx] += h
+        minus[idx] -= h
+        numeric[idx] = (loss(plus) - loss(minus)) / (2 * h)
+    model = q1.LogisticRegression(4, 6)
+    model.W = W0.copy()
+    model.update_weight(x, y, learning_rate=lr)
+    assert rel_error((W0 - model.W) / lr, numeric) < 1e-7
+
+
+def test_l2_penalty_shrinks_the_weights():
+    model = q1.LogisticRegression(n_classes=2, n_features=3)
+    W0 = np.array([[1.0, -2.0, 0.5], [0.0, 4.0, -1.0]])
+    model.W = W0.copy()
+    # x = 0: the data term has no gradient, so the step is W -= lr * l2 * W (bias column too)
+    model.update_weight(np.zeros(3), 0, learning_rate=0.1, l2_penalty=0.5)
+    np.testing.assert_allclose(model.W, 0.95 * W0, rtol=1e-15)
+    # with data: W_new = (1 - lr l2) W + lr (onehot(y) - p) x^T
+    x = np.array([1.0, 0.0, 1.0])
+    W1 = model.W.copy()
+    p = q1.softmax((W1 @ x)[None, :])[0]
+    model.update_weight(x, 1, learning_rate=0.1, l2_penalty=0.5)
+    np.testing.assert_allclose(model.W, 0.95 * W1 + 0.1 * np.outer([0, 1] - p, x), rtol=1e-13)
+
+
+def test_l2_penalty_zero_matches_plain_update():
+    X, y = random_problem(n=5, seed=4)
+    a, b = q1.LogisticRegression(4, X.shape[1]), q1.LogisticRegression(4, X.shape[1])
+    for x_i, y_i in zip(X, y):
+        a.update_weight(x_i, y_i, learning_rate=0.05)
+        b.update_weight(x_i, y_i, learning_rate=0.05, l2_penalty=0.0)
+    np.testing.assert_array_equal(a.W, b.W)
+    assert np.abs(a.W).max() > 0
+
+
+# ----------------------------------------------------------------------------- MLP
+
+def test_mlp_init_shapes_and_distribution():
+    np.random.seed(0)
+    model = q1.MLP(n_classes=10, n_features=784, hidden_size=200, layers=2)
+    assert [W.shape for W in model.W] == [(200, 784), (200, 200), (10, 200)]
+    assert [b.shape for b in model.b] == [(200,), (200,), (10,)]
+    assert all((b == 0).all() for b in model.b)
+    weights = np.concatenate([W.ravel() for W in model.W])
+    assert abs(weights.mean() - 0.1) < 0.002 and abs(weights.std() - 0.1) < 0.002
+    # drawn layer by layer, input to output, each (out, in), from the global generator
+    np.random.seed(0)
+    first = np.random.normal(0.1, 0.1, size=(200, 784))
+    second = np.random.normal(0.1, 0.1, size=(200, 200))
+    np.testing.assert_array_equal(model.W[0], first)
+    np.testing.assert_array_equal(model.W[1], second)
+
+
+@pytest.mark.parametrize("layers", [1, 2, 3])
+def test_mlp_gradient_check(layers):
+    """Centred differences (h = 1e-5, float64) against backprop, for every weight and bias."""
+    rng = np.random.RandomState(layers)
+    n, d, hidden, n_classes, h = 4, 6, 5, 3, 1e-5
+    X = rng.randn(n, d)
+    y = rng.randint(0, n_classes, size=n)
+    model = q1.MLP(n_classes, d, hidden, layers)
+    model.W = [rng.randn(*W.shape) * 0.5 for W in model.W]
+    model.b = [rng.randn(*b.shape) * 0.1 for b in model.b]
+
+    # away from ReLU kinks: no hidden pre-activation within 1e-3 of zero, so that +-h never
+    # crosses one (each parameter moves a pre-activation by at most h * |input| < 1e-4)
+    pre = X
+    for W, b in zip(model.W[:-1], model.b[:-1]):
+        pre = pre @ W.T + b
+        assert np.abs(pre).min() > 1e-3, "choose another seed: a pre-activation sits on a kink"
+        pre = np.maximum(pre, 0)
+
+    loss, dW, db = model.loss_and_grads(X, y)
+    for params, grads in ((model.W, dW), (model.b, db)):
+        for param, grad in zip(params, grads):
+            numeric = np.zeros_like(param)
+            for idx in np.ndindex(param.shape):
+                old = param[idx]
+                param[idx] = old + h
+                plus = model.loss_and_grads(X, y)[0]
+                param[idx] = old - h
+                minus = model.loss_and_grads(X, y)[0]
+                param[idx] = old
+                numeric[idx] = (plus - minus) / (2 * h)
+            assert rel_error(grad, numeric, eps=1e-8) < 1e-6
+    assert loss > 0
+
+
+def test_mlp_update_weight_is_one_sgd_step():
+    rng = np.random.RandomState(3)
+    np.random.seed(3)
+    model = q1.MLP(n_classes=3, n_features=4, hidden_size=5, layers=2)
+    x, y = rng.rand(4), 2
+    before_W = [W.copy() for W in model.W]
+    before_b = [b.copy() for b in model.b]
+    loss, dW, db = model.loss_and_grads(x[None, :], np.array([y]))
+    returned = model.update_weight(x, y, learning_rate=0.01)
+    assert returned == pytest.approx(loss)
+    for W0, W, g in zip(before_W, model.W, dW):
+        np.testing.assert_allclose(W, W0 - 0.01 * g, rtol=1e-14)
+    for b0, b, g in zip(before_b, model.b, db):
+        np.testing.assert_allclose(b, b0 - 0.01 * g, rtol=1e-14, atol=1e-17)
+
+
+def test_layers_forward_backward_shapes():
+    rng = np.random.RandomState(0)
+    x, W, b = rng.randn(3, 4), rng.randn(5, 4), rng.randn(5)
+    out, cache = q1.affine_forward(x, W, b)
+    assert out.shape == (3, 5)
+    dx, dW, db = q1.affine_backward(np.ones((3, 5)), cache)
+    assert dx.shape == x.shape and dW.shape == W.shape and db.shape == b.shape
+    np.testing.assert_allclose(db, [3] * 5)
+    r, rc = q1.relu_forward(np.array([[-1.0, 0.0, 2.0]]))
+    np.testing.assert_array_equal(r, [[0, 0, 2]])
+    np.testing.assert_array_equal(q1.relu_backward(np.ones((1, 3)), rc), [[0, 0, 1]])
+    losses, dscores = q1.softmax_cross_entropy(np.array([[1000.0, 0.0], [0.0, 0.0]]),
+                                               np.array([1, 0]))
+    np.testing.assert_allclose(losses, [1000.0, np.log(2)])  # stable for large scores
+    np.testing.assert_allclose(dscores, [[1, -1], [-0.5, 0.5]])
+
+
+# ----------------------------------------------------------------------------- fast = reference
+
+ORDER = np.random.RandomState(7).permutation(50)
+
+
+@pytest.mark.parametrize("block_size", [1, 3, 16, 64])
+def test_perceptron_fast_path_gives_identical_weights(block_size):
+    X, y = random_problem(n=50, seed=2)
+    fast, ref = q1.Perceptron(4, X.shape[1]), q1.Perceptron(4, X.shape[1])
+    for _ in range(3):
+        fast.train_epoch(X, y, order=ORDER, fast=True, block_size=block_size)
+        ref.train_epoch(X, y, order=ORDER, fast=False)
+    np.testing.assert_array_equal(fast.W, ref.W)
+    assert np.abs(ref.W).sum() > 0
+
+
+@pytest.mark.parametrize("l2_penalty", [0.0, 0.3])
+@pytest.mark.parametrize("block_size", [1, 3, 16, 64])
+def test_logistic_regression_fast_path_matches_reference(block_size, l2_penalty):
+    X, y = random_problem(n=50, seed=3)
+    fast, ref = q1.LogisticRegression(4, X.shape[1]), q1.LogisticRegression(4, X.shape[1])
+    kwargs = {"learning_rate": 0.05, "l2_penalty": l2_penalty, "order": ORDER}
+    for _ in range(2):
+        loss_fast = fast.train_epoch(X, y, fast=True, block_size=block_size, **kwargs)
+        loss_ref = ref.train_epoch(X, y, fast=False, **kwargs)
+    np.testing.assert_allclose(fast.W, ref.W, rtol=1e-10, atol=1e-12)
+    assert loss_fast == pytest.approx(loss_ref, rel=1e-10)
+    np.testing.assert_array_equal(fast.predict(X), ref.predict(X))
+
+
+@pytest.mark.parametrize("layers", [1, 2, 3])
+@pytest.mark.parametrize("block_size", [1, 5, 64])
+def test_mlp_fast_path_matches_reference(layers, block_size):
+    X, y = random_problem(n=50, d=12, seed=5, bias=False)
+    np.random.seed(0)
+    fast = q1.MLP(4, 12, hidden_size=6, layers=layers)
+    np.random.seed(0)
+    ref = q1.MLP(4, 12, hidden_size=6, layers=layers)
+    start = [W.copy() for W in ref.W]
+    loss_fast = fast.train_epoch(X, y, learning_rate=0.01, order=ORDER, fast=True,
+                                 block_size=block_size)
+    loss_ref = ref.train_epoch(X, y, learning_rate=0.01, order=ORDER, fast=False)
+    assert loss_fast == pytest.approx(loss_ref, rel=1e-10)
+    for a, b in zip(fast.W + fast.b, ref.W + ref.b):
+        np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)
+    assert all(not np.allclose(W0, W) for W0, W in zip(start, ref.W))  # it did train
+
+
+def test_train_epoch_visits_examples_in_the_given_order():
+    """order=o on X is the same as X[o] in its own order (the course's reordering)."""
+    X, y = random_problem(n=50, seed=6)
+    for fast in (True, False):
+        a, b = q1.LogisticRegression(4, X.shape[1]), q1.LogisticRegression(4, X.shape[1])
+        a.train_epoch(X, y, order=ORDER, fast=fast, learning_rate=0.1)
+        b.train_epoch(X[ORDER], y[ORDER], fast=fast, learning_rate=0.1)
+        np.testing.assert_allclose(a.W, b.W, rtol=1e-12)
+        c = q1.LogisticRegression(4, X.shape[1])
+        c.train_epoch(X, y, fast=fast, learning_rate=0.1)  # a different order: other weights
+        assert not np.allclose(a.W, c.W)
+
+
+# ----------------------------------------------------------------------------- training loop
+
+def small_data(tmp_path, **kwargs):
+    path = make_tiny_dataset(tmp_path / "tiny.npz", **kwargs)
+    return path
+
+
+def test_training_loop_same_seed_same_record(tmp_path):
+    path = small_data(tmp_path)
+    timing = ("epoch_seconds", "train_seconds")
+    for model in q1.MODELS:
+        data = utils.load_dataset(path, bias=(model != "mlp"))
+        records = [q1.train(model, data, epochs=3, hidden_size=8, verbose=False)[1]
+                   for _ in range(2)]
+        for key in records[0]:
+            if key not in timing:
+                assert records[0][key] == records[1][key], (model, key)
+        other = q1.train(model, data, epochs=3, hidden_size=8, seed=1, verbose=False)[1]
+        if model != "perceptron":  # a different seed, a different order: other losses
+            assert other["train_loss"] != records[0]["train_loss"]
+
+
+def test_training_loop_reorders_cumulatively(tmp_path, monkeypatch):
+    """Epoch e visits X[p1][p2]...[pe], as the course's train_X = train_X[order] does."""
+    path = small_data(tmp_path)
+    data = utils.load_dataset(path, bias=True)
+    seen = []
+    monkeypatch.setattr(q1.Perceptron, "train_epoch",
+                        lambda self, X, y, order=None, **kw: seen.append(order.copy()))
+    q1.train("perceptron", data, epochs=3, seed=11, verbose=False)
+    np.random.seed(11)
+    n = len(data["train"][1])
+    expected = np.arange(n)
+    for epoch_order in seen:
+        expected = expected[np.random.permutation(n)]
+        np.testing.assert_array_equal(epoch_order, expected)
+
+
+def test_fast_and_reference_paths_give_the_same_run(tmp_path):
+    path = small_data(tmp_path, n_train=80)
+    for model in q1.MODELS:
+        data = utils.load_dataset(path, bias=(model != "mlp"))
+        runs = [q1.train(model, data, epochs=3, hidden_size=8, learning_rate=0.01,
+                         fast=fast, verbose=False)[1] for fast in (True, False)]
+        assert runs[0]["train_acc"] == runs[1]["train_acc"]
+        assert runs[0]["valid_acc"] == runs[1]["valid_acc"]
+        assert runs[0]["test_acc"] == runs[1]["test_acc"]
+        if model != "perceptron":
+            np.testing.assert_allclose(runs[0]["train_loss"], runs[1]["train_loss"], rtol=1e-9)
+
+
+# ----------------------------------------------------------------------------- CLI
+
+def run_cli(*args, cwd=None):
+    return subprocess.run([sys.executable, str(ROOT / "hw1-q1.py"), *map(str, args)],
+                          capture_output=True, text=True, cwd=cwd, timeout=300)
+
+
+@pytest.mark.parametrize("model", q1.MODELS)
+def test_cli_writes_record_and_figures(tmp_path, model):
+    path = small_data(tmp_path)
+    out = tmp_path / "out"
+    result = run_cli(model, "-data_path", path, "-epochs", 2, "-output_dir", out,
+                     "-hidden_size", 8)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert sum(line.startswith("epoch") for line in lines) == 2
+    assert re.fullmatch(r"Final test acc: [01]\.\d{4}", lines[-2]), lines[-2:]
+    name = f"{model}-data_path=tiny-epochs=2-hidden_size=8"
+    record = json.loads((out / f"{name}.json").read_text())
+    assert record["model"] == model
+    assert record["epochs"] == [1, 2]
+    assert len(record["train_acc"]) == len(record["valid_acc"]) == 2
+    assert 0 <= record["test_acc"] <= 1
+    assert record["diverged"] is False
+    assert record["config"]["learning_rate"] == 0.001 and record["config"]["impl"] == "fast"
+    assert set(record["config"]) >= {"epochs", "learning_rate", "l2_penalty", "hidden_size",
+                                     "layers", "data_path", "output_dir", "seed", "impl"}
+    assert record["train_seconds"] > 0
+    figures = {"accuracy"}
+    figures |= {"loss"} if model != "perceptron" else set()
+    figures |= {"weight_norm"} if model != "mlp" else set()
+    for key in figures:
+        for suffix in (".pdf", ".png"):
+            assert (out / f"{name}-{key}{suffix}").stat().st_size > 0
+    written = {p.name for p in out.iterdir()}
+    assert len(written) == 2 * len(figures) + 1
+    if model == "perceptron":
+        assert record["train_loss"] is None and len(record["weight_norm"]) == 2
+    elif model == "mlp":
+        assert record["weight_norm"] is None and len(record["train_loss"]) == 2
+    else:
+        assert len(record["train_loss"]) == len(record["weight_norm"]) == 2
+
+
+def test_cli_names_differ_across_flags(tmp_path):
+    path = small_data(tmp_path)
+    out = tmp_path / "out"
+    runs = [("logistic_regression",), ("logistic_regression", "-learning_rate", 0.01),
+            ("logistic_regression", "--l2-penalty", 0.1), ("logistic_regression", "-seed", 3),
+            ("logistic_regression", "-impl", "reference"), ("perceptron",)]
+    for args in runs:
+        result = run_cli(*args, "-data_path", path, "-epochs", 1, "-output_dir", out)
+        assert result.returncode == 0, result.stderr
+    records = sorted(out.glob("*.json"))
+    assert len(records) == len(runs)
+    configs = [json.loads(p.read_text())["config"] for p in records]
+    assert len({json.dumps(c, sort_keys=True) for c in configs}) == len(runs)
+
+
+@pytest.mark.parametrize("flag,value", [
+    ("-epochs", "0"), ("-learning_rate", "0"), ("--learning-rate", "-1"),
+    ("-hidden_size", "0"), ("-layers", "0"), ("-l2_penalty", "-0.5"), ("-epochs", "two"),
+    ("-impl", "slow"), ("-seed", "-1"),
+])
+def test_cli_rejects_bad_flags(tmp_path, flag, value):
+    result = run_cli("mlp", flag, value, "-data_path", tmp_path / "none.npz")
+    assert result.returncode == 2
+    dest = flag.lstrip("-").replace("-", "_")
+    assert f"error: argument -{dest}/" in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_cli_rejects_unknown_model(tmp_path):
+    result = run_cli("svm")
+    assert result.returncode == 2 and "invalid choice" in result.stderr
+
+
+def test_cli_missing_data_is_a_clear_error(tmp_path):
+    result = run_cli("perceptron", "-data_path", tmp_path / "missing.npz",
+                     "-output_dir", tmp_path / "out")
+    assert result.returncode == 1
+    assert "missing.npz" in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("model,lr", [("mlp", "1e200"), ("logistic_regression", "1e308")])
+def test_cli_divergence_warns_once_and_is_recorded(tmp_path, model, lr):
+    path = small_data(tmp_path)
+    out = tmp_path / "out"
+    result = run_cli(model, "-data_path", path, "-epochs", 3, "-learning_rate", lr,
+                     "-output_dir", out, "-hidden_size", 8)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.count("warning") == 1, result.stderr
+    assert "diverged" in result.stderr
+    record = json.loads(next(out.glob("*.json")).read_text())
+    assert record["diverged"] is True
+    assert record["epochs"] == [1, 2, 3]
+
+
+def test_script_does_not_import_torch():
+    code = (f"import sys; sys.path.insert(0, {str(ROOT)!r}); sys.path.insert(0, "
+            f"{str(ROOT / 'tests')!r}); from conftest import load_script; "
+            f"load_script('hw1-q1.py'); print('torch' in sys.modules)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.stdout.strip() == "False", result.stderr
+
+
+# ----------------------------------------------------------------------------- real data
+
+@pytest.fixture(scope="module")
+def real_linear(real_data_path):
+    return utils.load_dataset(real_data_path, bias=True)
+
+
+@pytest.mark.parametrize("model,dev,test", [
+    ("perceptron", 0.7236, 0.6193),
+    ("logistic_regression", 0.8251, 0.7028),
+])
+def test_real_data_reproduces_published_numbers(real_linear, model, dev, test):
+    """The course's published final dev and test accuracies, to the fourth decimal."""
+    _, record = q1.train(model, real_linear, epochs=20, verbose=False)
+    assert round(record["valid_acc"][-1], 4) == dev
+    assert round(record["test_acc"], 4) == test
+
+
+@pytest.mark.parametrize("model", ["perceptron", "logistic_regression"])
+def test_real_data_fast_path_equals_reference(real_linear, model):
+    """Two epochs of the course's loop on the real data: same accuracies, same weights."""
+    runs = [q1.train(model, real_linear, epochs=2, fast=fast, verbose=False)
+            for fast in (True, False)]
+    (fast_model, fast_record), (ref_model, ref_record) = runs
+    assert fast_record["train_acc"] == ref_record["train_acc"]
+    assert fast_record["valid_acc"] == ref_record["valid_acc"]
+    if model == "perceptron":
+        np.testing.assert_array_equal(fast_model.W, ref_model.W)
+    else:
+        np.testing.assert_allclose(fast_model.W, ref_model.W, rtol=1e-9, atol=1e-12)
