@@ -20,23 +20,54 @@ implementations of that same computation, chosen with `-impl`:
   The perceptron's scores are exact in float64, so its fast path gives bit-identical weights.
 """
 import argparse
-import os
+import contextlib
+import ctypes
 import sys
 import time
+from pathlib import Path
 
-# The fast path multiplies many small matrices; on a 2-core machine OpenBLAS's threads cost more
-# than they save there (measured 2-5x slower). Only effective when this file is run as a script
-# (numpy not yet imported); set OPENBLAS_NUM_THREADS yourself to override.
-os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+import numpy as np
 
-import numpy as np  # noqa: E402
-
-import utils  # noqa: E402
+import utils
 
 MODELS = ("perceptron", "logistic_regression", "mlp")
 # Block sizes of the fast path, tuned on the real data (bench_q1.py): larger blocks need fewer
 # Python-level steps, but the Gram matrix costs B*D per example and the sweeps grow with B.
 BLOCK_SIZE = {"perceptron": 16, "logistic_regression": 40, "mlp": 64}
+
+
+# ----------------------------------------------------------------------------- BLAS threads
+
+def _openblas_thread_functions():
+    """(get, set) for the number of threads of numpy's bundled OpenBLAS, or None if not found."""
+    for lib_path in sorted((Path(np.__file__).parent.parent / "numpy.libs").glob("*openblas*")):
+        try:
+            lib = ctypes.CDLL(str(lib_path))
+            return lib.scipy_openblas_get_num_threads64_, lib.scipy_openblas_set_num_threads64_
+        except (OSError, AttributeError):
+            continue
+    return None
+
+
+@contextlib.contextmanager
+def single_threaded_blas():
+    """Run numpy's OpenBLAS on one thread inside the block, as threadpoolctl would.
+
+    Training multiplies many small matrices; on the 2-core machine OpenBLAS's threads made them
+    2-5x slower (and the 50000 x 785 evaluation product no faster). Does nothing when numpy's
+    BLAS is not the bundled OpenBLAS.
+    """
+    functions = _openblas_thread_functions()
+    if functions is None:
+        yield
+        return
+    get, set_ = functions
+    before = get()
+    set_(1)
+    try:
+        yield
+    finally:
+        set_(before)
 
 
 # ----------------------------------------------------------------------------- layers
@@ -404,6 +435,7 @@ def build_model(name, n_classes, n_features, hidden_size=200, layers=1):
     return MLP(n_classes, n_features, hidden_size, layers)
 
 
+@single_threaded_blas()
 def train(model_name, data, epochs=20, learning_rate=0.001, l2_penalty=0.0, hidden_size=200,
           layers=1, seed=42, fast=True, verbose=True):
     """The course's training loop; returns the model and the run's record (without `config`).
