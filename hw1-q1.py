@@ -12,16 +12,21 @@ Every model trains by per-example SGD, in the order the training loop gives. Eac
 implementations of that same computation, chosen with `-impl`:
 - `reference`: the textbook loop, one example at a time (`update_weight`, or forward/backward
   per example for the MLP). It is the oracle the tests compare against.
-- `fast` (default): blocks of B examples. The block's scores come from one matrix product with
-  the weights at the block's start; the effect of the block's earlier updates on a later
-  example's activations goes through the block's Gram matrix X_B X_B^T; the block's rank-1
-  updates are then applied as one product. The coupled equations are solved by fixed-point
-  sweeps, which end at the per-example result exactly (up to rounding).
-  The perceptron's scores are exact in float64, so its fast path gives bit-identical weights.
+- `fast` (default): blocks of B examples. The block's scores (the MLP's first-layer
+  pre-activations) come from one matrix product with the weights at the block's start; the
+  effect of the block's earlier updates on a later example goes through the block's Gram matrix
+  X_B X_B^T; the block's rank-1 updates are then applied as one product. For the linear models
+  the coupled equations are solved by fixed-point sweeps over the block, which end at the
+  per-example result; the MLP walks its small upper layers example by example. Same updates,
+  up to rounding; the perceptron's scores are exact in float64, so there it is bit for bit.
+
+The training loop is the course's, so that its published numbers reproduce: perceptron dev
+0.7236 / test 0.6193, logistic regression dev 0.8251 / test 0.7028 (20 epochs, seed 42).
 """
 import argparse
 import contextlib
 import ctypes
+import math
 import sys
 import time
 from pathlib import Path
@@ -31,8 +36,8 @@ import numpy as np
 import utils
 
 MODELS = ("perceptron", "logistic_regression", "mlp")
-# Block sizes of the fast path, tuned on the real data (bench_q1.py): larger blocks need fewer
-# Python-level steps, but the Gram matrix costs B*D per example and the sweeps grow with B.
+# Block sizes of the fast path, tuned on the real data: larger blocks need fewer Python-level
+# steps, but the Gram matrix costs B*D per example and the linear models' sweeps grow with B.
 BLOCK_SIZE = {"perceptron": 16, "logistic_regression": 40, "mlp": 64}
 
 
@@ -382,6 +387,7 @@ class MLP:
         A0 = XB @ self.W[0].T + self.b[0]  # (B, H)
         dA = np.zeros_like(A0)  # (B, H)
         Wb = [np.hstack((self.W[l], self.b[l][:, None])) for l in range(1, n_layers)]
+        Wv = [W[:, :-1] for W in Wb]  # views without the bias column, for the backward
         hb = [np.ones(W.shape[1] + 1) for W in self.W[1:]]  # inputs of the layers above, + [1]
         total = 0.0
         for k, y_k in enumerate(yB):
@@ -394,15 +400,14 @@ class MLP:
             score_y = scores[y_k]
             np.exp(scores, out=scores)
             z = scores.sum()
-            total += np.log(z) - score_y  # cross-entropy, before the step
+            total += math.log(z) - score_y  # cross-entropy, before the step
             scores /= z
             scores[y_k] -= 1
             dout = scores  # (C,) softmax - onehot(y_k)
             for l in reversed(range(n_layers - 1)):
-                dh = dout @ Wb[l][:, :-1]  # (H,) with the weights before this example's step
+                dh = dout @ Wv[l]  # (H,) with the weights before this example's step
                 Wb[l] -= np.multiply.outer(lr * dout, hb[l])
-                dout = dh * (acts[l] > 0)
-            dA[k] = dout
+                dout = np.multiply(dh, acts[l] > 0, out=dA[k] if l == 0 else None)
         self.W[0] -= lr * (dA.T @ XB)
         self.b[0] -= lr * dA.sum(axis=0)
         for l in range(1, n_layers):
