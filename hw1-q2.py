@@ -190,14 +190,14 @@ def train_epoch_dataloader(loader, model, optimizer, criterion, device):
     """The course's loop: train_batch on every batch of the DataLoader; per-batch losses."""
     losses = [train_batch(X_batch.to(device), y_batch.to(device), model, optimizer, criterion)
               for X_batch, y_batch in loader]
-    return torch.tensor(losses, dtype=torch.float32)  # exact: the losses are float32 values
+    return torch.tensor(losses, dtype=torch.float64)
 
 
 def train_epoch_fast(batches, model, optimizer, criterion):
     """train_batch on the batches of `batches()` (an EpochBatches); per-batch losses."""
     losses = [train_batch(X_batch, y_batch, model, optimizer, criterion)
               for X_batch, y_batch in zip(*batches())]
-    return torch.tensor(losses, dtype=torch.float32)
+    return torch.tensor(losses, dtype=torch.float64)
 
 
 def manual_blocks(model):
@@ -353,7 +353,7 @@ class ManualSGD:
         return grads
 
     def train_epoch(self):
-        """One epoch; returns the per-batch losses (float32)."""
+        """One epoch; returns the per-batch losses as float64, like the other flows."""
         params = self.params
         group = self.optimizer.param_groups[0]
         lr, weight_decay = group["lr"], group["weight_decay"]
@@ -399,7 +399,7 @@ class ManualSGD:
         if momentum != 0:  # the optimizer's state as train_batch would leave it
             for s, buffer in zip(state, buffers):
                 s["momentum_buffer"] = buffer.clone()  # a normal tensor, not an inference one
-        return losses.clone()
+        return losses.to(torch.float64, copy=True)  # a normal tensor, not an inference one
 
 
 @contextlib.contextmanager
@@ -472,7 +472,7 @@ def train(model, optimizer, criterion, dataset, epochs, batch_size, device, impl
             losses = run_epoch()
             valid_loss, valid_acc = evaluate_with_loss(model, dev_X, dev_y, criterion)
             seconds = time.perf_counter() - start
-            train_loss = losses.double().mean().item()
+            train_loss = losses.mean().item()
             for key, value in (("train_loss", train_loss), ("valid_loss", valid_loss),
                                ("valid_acc", valid_acc), ("seconds", seconds)):
                 history[key].append(value)
