@@ -276,8 +276,8 @@ class ManualSGD:
         self.optimizer = optimizer
         blocks = manual_blocks(model)
         self.params = [p for linear, _, _ in blocks for p in (linear.weight, linear.bias)]
-        self.hidden = [(linear.weight, linear.bias, activation, p)
-                       for linear, activation, p in blocks[:-1]]
+        self.hidden = [(linear.weight, linear.bias, self.FORWARD[activation],
+                        self.BACKWARD[activation], p) for linear, activation, p in blocks[:-1]]
         self.output = (blocks[-1][0].weight, blocks[-1][0].bias)
         self.batches = EpochBatches(X, y, batch_size)
         self.batch_size = batch_size
@@ -288,7 +288,7 @@ class ManualSGD:
         self.gold_values = self._gold_gradients(n, batch_size, dtype)[:, None]
         # dropout noise, one reused tensor per block: bernoulli_ overwrites all of it
         self.noise = [torch.empty(batch_size, weight.shape[0], dtype=dtype)
-                      for weight, _, _, _ in self.hidden]
+                      for weight, *_ in self.hidden]
 
     @staticmethod
     def _gold_gradient(batch_size, dtype):
@@ -315,12 +315,12 @@ class ManualSGD:
         grad_logp is d(loss)/d(log-probabilities); logp receives the log-probabilities.
         With sum_bias False (batches of one) the bias gradients keep their (1, H) shape.
         """
-        forward, training, rows = self.FORWARD, self.model.training, X.shape[0]
+        training, rows = self.model.training, X.shape[0]
         inputs, outputs, noises = [], [], []  # per hidden block, for backward
         a = X
-        for (weight, bias, activation, p), noise in zip(self.hidden, self.noise):
+        for (weight, bias, activation, _, p), noise in zip(self.hidden, self.noise):
             inputs.append(a)
-            h = forward[activation](F.linear(a, weight, bias))
+            h = activation(F.linear(a, weight, bias))
             outputs.append(h)
             if p > 0 and training:  # otherwise dropout returns its input and draws nothing
                 if rows != noise.shape[0]:
@@ -345,58 +345,83 @@ class ManualSGD:
                 g = g.mm(weight)
             if noises[i] is not None:
                 g = g * noises[i]
-            weight, _, activation, _ = self.hidden[i]
-            g = self.BACKWARD[activation](g, outputs[i])
+            weight, _, _, activation_backward, _ = self.hidden[i]
+            g = activation_backward(g, outputs[i])
             a = inputs[i]
             grads += [g.sum(0) if sum_bias else g, g.t().mm(a)]
         grads.reverse()
         return grads
 
+    def _plain_logreg_epoch(self, batches, lr, single):
+        """step() and the update for logistic regression with plain SGD, written out: Q2.1's
+        case, with as little Python per example as possible. Returns nll_loss per batch
+        (none when `single`)."""
+        weight, bias = self.output
+        bias_target = bias.view(1, -1) if single else bias
+        dtype = weight.dtype
+        linear, log_softmax, nll_loss = F.linear, torch.log_softmax, F.nll_loss
+        log_softmax_backward = torch._log_softmax_backward_data
+        losses = []
+        for X_b, y_b, g_b, logp_b in batches:
+            log_softmax(linear(X_b, weight, bias), 1, out=logp_b)
+            if not single:
+                losses.append(nll_loss(logp_b, y_b))
+            grad = log_softmax_backward(g_b, logp_b, 1, dtype)
+            weight.add_(grad.t().mm(X_b), alpha=-lr)
+            bias_target.add_(grad if single else grad.sum(0), alpha=-lr)
+        return losses
+
+    def _epoch(self, batches, single, buffers, lr, weight_decay, momentum, dampening):
+        """step() then torch.optim.SGD's _single_tensor_sgd, line for line, per batch.
+        Returns nll_loss per batch (none when `single`); updates `buffers` (momentum)."""
+        params, step = self.params, self.step
+        plain = weight_decay == 0 and momentum == 0
+        # with one example per batch and plain SGD, biases take their gradient rows through
+        # (1, H) views (see step's sum_bias)
+        sum_bias = not (single and plain)
+        targets = [p if sum_bias or p.dim() != 1 else p.view(1, -1) for p in params]
+        losses = []
+        for X_b, y_b, g_b, logp_b in batches:
+            grads = step(X_b, g_b, logp_b, sum_bias)
+            if not single:
+                losses.append(F.nll_loss(logp_b, y_b))
+            if plain:
+                for param, grad in zip(targets, grads):
+                    param.add_(grad, alpha=-lr)
+                continue
+            for i, (param, grad) in enumerate(zip(params, grads)):
+                if weight_decay != 0:
+                    grad = grad.add(param, alpha=weight_decay)
+                if momentum != 0:
+                    if buffers[i] is None:
+                        buffers[i] = grad.detach().clone()
+                    else:
+                        buffers[i].mul_(momentum).add_(grad, alpha=1 - dampening)
+                    grad = buffers[i]
+                param.add_(grad, alpha=-lr)
+        return losses
+
     def train_epoch(self):
         """One epoch; returns the per-batch losses as float64, like the other flows."""
-        params = self.params
         group = self.optimizer.param_groups[0]
-        lr, weight_decay = group["lr"], group["weight_decay"]
-        momentum, dampening = group["momentum"], group["dampening"]
-        state = [self.optimizer.state[p] for p in params]
+        sgd = {key: group[key] for key in ("lr", "weight_decay", "momentum", "dampening")}
+        state = [self.optimizer.state[p] for p in self.params]
         buffers = [s.get("momentum_buffer") for s in state]
-        plain = weight_decay == 0 and momentum == 0
         single = self.batch_size == 1
-        step = self.step
-        # with one example per batch, biases take their gradient rows through (1, H) views
-        targets = [p.view(1, -1) if single and plain and p.dim() == 1 else p for p in params]
-        losses = []
-
         X_batches, y_batches = self.batches()
         gold = self.batches.y_epoch
         with torch.inference_mode():
             self.grad_logp.zero_().scatter_(1, gold[:, None], self.gold_values)
-            for X_b, y_b, g_b, logp_b in zip(X_batches, y_batches,
-                                             self.grad_logp.split(self.batch_size),
-                                             self.logp.split(self.batch_size)):
-                grads = step(X_b, g_b, logp_b, not (single and plain))
-                if not single:
-                    losses.append(F.nll_loss(logp_b, y_b))
-                if plain:
-                    for param, grad in zip(targets, grads):
-                        param.add_(grad, alpha=-lr)
-                    continue
-                # torch.optim.SGD's _single_tensor_sgd, line for line
-                for i, (param, grad) in enumerate(zip(params, grads)):
-                    if weight_decay != 0:
-                        grad = grad.add(param, alpha=weight_decay)
-                    if momentum != 0:
-                        if buffers[i] is None:
-                            buffers[i] = grad.detach().clone()
-                        else:
-                            buffers[i].mul_(momentum).add_(grad, alpha=1 - dampening)
-                        grad = buffers[i]
-                    param.add_(grad, alpha=-lr)
-            if single:
-                losses = F.nll_loss(self.logp, gold, reduction="none")
+            batches = zip(X_batches, y_batches, self.grad_logp.split(self.batch_size),
+                          self.logp.split(self.batch_size))
+            if sgd["weight_decay"] == 0 and sgd["momentum"] == 0 and not self.hidden:
+                losses = self._plain_logreg_epoch(batches, sgd["lr"], single)
             else:
-                losses = torch.stack(losses)
-        if momentum != 0:  # the optimizer's state as train_batch would leave it
+                losses = self._epoch(batches, single, buffers, **sgd)
+            # one example per batch: nll_loss's mean is -logp[gold] / 1, that very value
+            losses = F.nll_loss(self.logp, gold, reduction="none") if single else \
+                torch.stack(losses)
+        if sgd["momentum"] != 0:  # the optimizer's state as train_batch would leave it
             for s, buffer in zip(state, buffers):
                 s["momentum_buffer"] = buffer.clone()  # a normal tensor, not an inference one
         return losses.to(torch.float64, copy=True)  # a normal tensor, not an inference one
