@@ -178,7 +178,7 @@ class LinearModel:
         if fast:
             return self._train_epoch_fast(X, y, order, **kwargs)
         losses = [self.update_weight(X[i], y[i], **kwargs) for i in order]
-        return None if losses[0] is None else float(np.mean(losses))
+        return None if not losses or losses[0] is None else float(np.mean(losses))
 
     def predict(self, X):
         """X (N, D) -> predicted labels (N,): the highest score, the first one on ties."""

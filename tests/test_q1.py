@@ -311,18 +311,39 @@ def test_fast_and_reference_paths_give_the_same_run(tmp_path):
 # ----------------------------------------------------------------------------- CLI
 
 def run_cli(*args, cwd=None):
+    """hw1-q1.py as a script, in a fresh process."""
     return subprocess.run([sys.executable, str(ROOT / "hw1-q1.py"), *map(str, args)],
                           capture_output=True, text=True, cwd=cwd, timeout=300)
 
 
+def run_main(capsys, *args):
+    """hw1-q1.main in this process (no interpreter start-up): (exit code, stdout, stderr)."""
+    try:
+        q1.main([str(a) for a in args])
+        code = 0
+    except SystemExit as exit:
+        code = exit.code
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_cli_runs_as_a_script(tmp_path):
+    path = small_data(tmp_path)
+    result = run_cli("perceptron", "-data_path", path, "-epochs", 1, "-output_dir",
+                     tmp_path / "out")
+    assert result.returncode == 0, result.stderr
+    assert re.fullmatch(r"Final test acc: [01]\.\d{4}", result.stdout.splitlines()[-2])
+    assert (tmp_path / "out" / "perceptron-data_path=tiny-epochs=1.json").is_file()
+
+
 @pytest.mark.parametrize("model", q1.MODELS)
-def test_cli_writes_record_and_figures(tmp_path, model):
+def test_cli_writes_record_and_figures(tmp_path, capsys, model):
     path = small_data(tmp_path)
     out = tmp_path / "out"
-    result = run_cli(model, "-data_path", path, "-epochs", 2, "-output_dir", out,
-                     "-hidden_size", 8)
-    assert result.returncode == 0, result.stderr
-    lines = result.stdout.splitlines()
+    code, stdout, stderr = run_main(capsys, model, "-data_path", path, "-epochs", 2,
+                                    "-output_dir", out, "-hidden_size", 8)
+    assert code == 0, stderr
+    lines = stdout.splitlines()
     assert sum(line.startswith("epoch") for line in lines) == 2
     assert re.fullmatch(r"Final test acc: [01]\.\d{4}", lines[-2]), lines[-2:]
     name = f"{model}-data_path=tiny-epochs=2-hidden_size=8"
@@ -352,15 +373,16 @@ def test_cli_writes_record_and_figures(tmp_path, model):
         assert len(record["train_loss"]) == len(record["weight_norm"]) == 2
 
 
-def test_cli_names_differ_across_flags(tmp_path):
+def test_cli_names_differ_across_flags(tmp_path, capsys):
     path = small_data(tmp_path)
     out = tmp_path / "out"
     runs = [("logistic_regression",), ("logistic_regression", "-learning_rate", 0.01),
             ("logistic_regression", "--l2-penalty", 0.1), ("logistic_regression", "-seed", 3),
             ("logistic_regression", "-impl", "reference"), ("perceptron",)]
     for args in runs:
-        result = run_cli(*args, "-data_path", path, "-epochs", 1, "-output_dir", out)
-        assert result.returncode == 0, result.stderr
+        code, _, stderr = run_main(capsys, *args, "-data_path", path, "-epochs", 1,
+                                   "-output_dir", out)
+        assert code == 0, stderr
     records = sorted(out.glob("*.json"))
     assert len(records) == len(runs)
     configs = [json.loads(p.read_text())["config"] for p in records]
@@ -372,24 +394,24 @@ def test_cli_names_differ_across_flags(tmp_path):
     ("-hidden_size", "0"), ("-layers", "0"), ("-l2_penalty", "-0.5"), ("-epochs", "two"),
     ("-impl", "slow"), ("-seed", "-1"),
 ])
-def test_cli_rejects_bad_flags(tmp_path, flag, value):
-    result = run_cli("mlp", flag, value, "-data_path", tmp_path / "none.npz")
-    assert result.returncode == 2
+def test_cli_rejects_bad_flags(tmp_path, capsys, flag, value):
+    code, _, stderr = run_main(capsys, "mlp", flag, value, "-data_path", tmp_path / "none.npz")
+    assert code == 2
     dest = flag.lstrip("-").replace("-", "_")
-    assert f"error: argument -{dest}/" in result.stderr, result.stderr
-    assert "Traceback" not in result.stderr
+    assert f"error: argument -{dest}/" in stderr, stderr
 
 
-def test_cli_rejects_unknown_model(tmp_path):
-    result = run_cli("svm")
-    assert result.returncode == 2 and "invalid choice" in result.stderr
+def test_cli_rejects_unknown_model(capsys):
+    code, _, stderr = run_main(capsys, "svm")
+    assert code == 2 and "invalid choice" in stderr
 
 
 def test_cli_missing_data_is_a_clear_error(tmp_path):
     result = run_cli("perceptron", "-data_path", tmp_path / "missing.npz",
                      "-output_dir", tmp_path / "out")
     assert result.returncode == 1
-    assert "missing.npz" in result.stderr and "Traceback" not in result.stderr
+    assert result.stderr.startswith("error: ") and "missing.npz" in result.stderr
+    assert "Traceback" not in result.stderr
     assert not (tmp_path / "out").exists()
 
 
