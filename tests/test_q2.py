@@ -412,7 +412,7 @@ def test_cli_outputs_on_tiny_data(tiny_data, tmp_path, capsys):
     assert re.search(r"^Final test acc: \d\.\d{4}$", out, re.M)
     assert f"Final test acc: {saved['test_acc']:.4f}" in out
     assert re.search(r"^Training time: \d+\.\d\d s$", out, re.M)
-    assert saved["train_seconds"] == pytest.approx(sum(saved["epoch_seconds"]))
+    assert saved["train_seconds"] >= sum(saved["epoch_seconds"]) > 0
     assert saved == json.loads(json.dumps(record, default=str))
     assert err == ""
 
