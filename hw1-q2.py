@@ -1,16 +1,24 @@
 #!/usr/bin/env python
 """Homework 1, Question 2: logistic regression and a feedforward network with PyTorch autodiff.
 
-    python hw1-q2.py logistic_regression -learning_rate 0.001
+    python hw1-q2.py logistic_regression -learning_rate 0.001     # Q2.1, batch size 1
     python hw1-q2.py mlp                          # Table 1's defaults, batch size 16
     python hw1-q2.py mlp -layers 2 -activation tanh -optimizer adam -learning_rate 0.001
 
-Training follows the course's flow (seed, DataLoader with shuffle=True, model, optimizer,
-criterion, train_batch per batch, dev evaluation per epoch) but does not go through DataLoader:
-`shuffled_order` draws the same random numbers a DataLoader draws, in the same order, and batches
-are slices of pre-made tensors. Logistic regression with SGD on the CPU also skips autograd: its
-gradient is computed with the very kernels autograd calls. Both give the DataLoader flow's numbers
-bit for bit (tests/test_q2.py checks it; bench_q2.py times both flows).
+Training follows the course's flow: seed, dataset of float32 tensors, DataLoader(shuffle=True),
+model, optimizer, CrossEntropyLoss, then per epoch train_batch on every batch and a dev
+evaluation. `-impl reference` runs exactly that. The default, `-impl fast`, computes the same
+numbers faster: `shuffled_order` draws the random numbers a DataLoader draws, in the same order,
+so batches can be slices of pre-made tensors; and with SGD on the CPU, ManualSGD runs the
+forward, backward and update with the very kernels autograd and the optimizer call, without
+their per-step overhead. tests/test_q2.py checks the two flows agree bit for bit on synthetic
+data and to the fourth decimal on the real data; bench_q2.py times them.
+
+Per epoch it prints the mean training loss (over that epoch's batches; the skeleton's running
+mean spans all epochs so far), the dev loss and accuracy and the seconds; then `Final test acc`
+and the training time. Under -output_dir it saves the loss and dev-accuracy figures and a JSON
+record, named from the model and every flag that differs from its default (as hw1-q1.py).
+Training and evaluation use one intra-op thread: see `train`.
 """
 import argparse
 import contextlib
@@ -589,7 +597,7 @@ def make_parser():
     utils.add_flag(parser, "momentum", type=utils.probability, default=0.0,
                    help="SGD momentum, in [0, 1) (2024-25 edition; default: %(default)s)")
     utils.add_flag(parser, "seed", type=seed_value, default=42,
-                   help="random seed (default: %(default)s)")
+                   help="seeds Python, numpy and torch (default: %(default)s)")
     utils.add_flag(parser, "data_path", default=utils.DEFAULT_DATA_PATH,
                    help="the dataset .npz built by download_kuzushiji_mnist.py "
                         "(default: %(default)s)")
@@ -614,8 +622,7 @@ def parse_args(argv=None):
     """
     parser = make_parser()
     args = parser.parse_args(argv)
-    defaults = {action.dest: action.default for action in parser._actions
-                if action.dest not in ("help", "model")}
+    defaults = {key: parser.get_default(key) for key in vars(args) if key != "model"}
     if args.optimizer != "sgd" and args.momentum != 0:
         parser.error("argument -momentum/--momentum: applies to -optimizer sgd only")
     if args.device != "auto":
