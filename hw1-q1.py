@@ -235,7 +235,8 @@ class LogisticRegression(LinearModel):
         """
         scores = self.W @ x_i  # (C,)
         probs = softmax(scores[None, :])[0]  # (C,)
-        loss = -np.log(probs[y_i])
+        shifted = scores - scores.max()
+        loss = np.log(np.exp(shifted).sum()) - shifted[y_i]  # -log probs[y_i], without log(0)
         error = -probs
         error[y_i] += 1  # onehot(y_i) - p
         self.W = (1 - learning_rate * l2_penalty) * self.W + learning_rate * np.outer(error, x_i)
@@ -423,7 +424,7 @@ def _parameters(model):
 
 
 def weight_norm(model):
-    """||W||_F of a linear model (None for the MLP), scaled so that huge weights do not overflow."""
+    """||W||_F of a linear model (None for the MLP); scaled, so huge weights do not overflow."""
     if not isinstance(model, LinearModel):
         return None
     largest = np.abs(model.W).max()
