@@ -174,24 +174,36 @@ def dataloader_order_matches(n=7, epochs=2):
 
 
 class EpochBatches:
-    """One epoch's batches in DataLoader order per call: views into a shuffled copy of (X, y).
+    """One epoch's batches in DataLoader order per call: (X batches, y batches), the same
+    tensors a DataLoader would collate.
 
-    The copy goes into buffers made once, and the batch views into them are made once too:
-    a fresh 150 MB tensor every epoch costs more in page faults than the copy itself, and
-    50,000 views cost a tenth of a second. The views' contents change at the next call.
+    Batches of a few examples or more are gathered one by one as they are used (small fresh
+    copies, still in cache when the step reads them). Smaller ones are cut from a shuffled copy
+    of X made at once into a buffer kept across epochs: per-batch calls would cost more than
+    the copy, and a fresh 150 MB tensor per epoch more in page faults than the copy itself.
+    Views into the buffers are made once (50,000 views cost a tenth of a second); their
+    contents change at the next call.
     """
 
     def __init__(self, X, y, batch_size):
         self.X, self.y = X, y
-        self.X_epoch = torch.empty_like(X)
+        self.order = torch.empty(len(X), dtype=torch.long, device=X.device)
         self.y_epoch = torch.empty_like(y)
-        self.views = (self.X_epoch.split(batch_size), self.y_epoch.split(batch_size))
+        self.order_views = self.order.split(batch_size)
+        self.y_views = self.y_epoch.split(batch_size)
+        self.per_batch = batch_size >= 4
+        if not self.per_batch:
+            self.X_epoch = torch.empty_like(X)
+            self.X_views = self.X_epoch.split(batch_size)
 
     def __call__(self):
-        order = shuffled_order(len(self.X)).to(self.X.device)
-        torch.index_select(self.X, 0, order, out=self.X_epoch)
-        torch.index_select(self.y, 0, order, out=self.y_epoch)
-        return self.views
+        self.order.copy_(shuffled_order(len(self.X)))
+        torch.index_select(self.y, 0, self.order, out=self.y_epoch)
+        if self.per_batch:
+            X = self.X
+            return (X.index_select(0, index) for index in self.order_views), self.y_views
+        torch.index_select(self.X, 0, self.order, out=self.X_epoch)
+        return self.X_views, self.y_views
 
 
 # ----------------------------------------------------------------------------- training flows

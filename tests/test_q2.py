@@ -118,6 +118,7 @@ def test_epoch_batches_are_the_dataloader_batches():
     batches = q2.EpochBatches(X, y, 4)
     for epoch in expected:
         X_batches, y_batches = batches()
+        X_batches = list(X_batches)
         assert len(X_batches) == len(epoch) == 6
         for (X_b, y_b), (X_e, y_e) in zip(zip(X_batches, y_batches), epoch):
             assert torch.equal(X_b, X_e) and torch.equal(y_b, y_e)
