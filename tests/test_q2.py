@@ -1,5 +1,6 @@
 """Tests of hw1-q2.py: the models and course functions, the fast flow against the course's
 DataLoader flow (the oracle), numpy against torch, reproducibility, and the command line."""
+import copy
 import json
 import math
 import re
@@ -317,18 +318,22 @@ def test_logistic_regression_is_one_linear_layer():
     assert torch.equal(model(X), X @ model.linear.weight.T + model.linear.bias)
 
 
-def test_train_batch_takes_one_step_and_returns_the_loss():
+def test_train_batch_takes_one_sgd_step_and_returns_the_loss():
     torch.manual_seed(0)
     model = q2.LogisticRegression(3, 4)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.5)
     criterion = nn.CrossEntropyLoss()
     X, y = torch.rand(6, 4), torch.tensor([0, 1, 2, 0, 1, 2])
-    before = criterion(model(X), y).item()
-    weight = model.linear.weight.detach().clone()
-    loss = q2.train_batch(X, y, model, optimizer, criterion)
-    assert isinstance(loss, float) and loss == before
-    assert not torch.equal(model.linear.weight, weight)
-    assert criterion(model(X), y).item() < before
+    for _ in range(2):  # the second step must not reuse the first one's gradient
+        reference = copy.deepcopy(model)
+        before = criterion(reference(X), y)
+        before.backward()
+        loss = q2.train_batch(X, y, model, optimizer, criterion)
+        assert isinstance(loss, float) and loss == before.item()
+        for p, q in zip(model.parameters(), reference.parameters()):
+            assert torch.allclose(p, q - 0.5 * q.grad, rtol=0, atol=1e-7)
+            assert not torch.equal(p, q)
+    assert criterion(model(X), y).item() < before.item()
 
 
 def test_evaluate_uses_eval_mode_without_gradients_and_restores_training():
