@@ -447,7 +447,10 @@ def train(model_name, data, epochs=20, learning_rate=0.001, l2_penalty=0.0, hidd
     """The course's training loop; returns the model and the run's record (without `config`).
 
     `data` is utils.load_dataset's dict. The generator is seeded before the model is built
-    (the MLP's initial weights come from it) and before each epoch's permutation.
+    (the MLP's initial weights come from it) and before each epoch's permutation. Per epoch the
+    record gets train and dev accuracy, the training loss (mean cross-entropy of the epoch's
+    examples, each taken before its own step; the L2 term is not included) and ||W||_F for the
+    linear models; `diverged` is set, with one warning, once a loss or weight is not finite.
     """
     utils.configure_seed(seed)
     train_X, train_y = data["train"]
