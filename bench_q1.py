@@ -11,6 +11,10 @@ Reports, per run: the seconds spent in train_epoch (what the paths change), the 
 whole epoch loop (training plus the per-epoch train and dev evaluation), the final dev and test
 accuracies, and the process's peak memory (max RSS, loading included).
 
+With --textbook, also times the textbook loop the issue's table quotes: the course's skeleton
+with one np.outer update per example (and its copy of the training set each epoch), written out
+here in a few lines per model.
+
 Timings are wall-clock on whatever else the machine is doing; run it on a quiet machine.
 """
 import argparse
@@ -52,6 +56,66 @@ def synthetic_data(path, seed=0):
     return Path(path)
 
 
+def textbook(model, data, epochs, learning_rate=0.001, seed=42):
+    """The course's skeleton loop with the textbook per-example updates; returns a record."""
+    sys.path.insert(0, str(ROOT))
+    import utils
+    utils.configure_seed(seed)
+    train_X, train_y = data["train"]
+    n_classes, n_feats = np.unique(train_y).size, train_X.shape[1]
+    lr = learning_rate
+    if model == "mlp":
+        W1 = np.random.normal(0.1, 0.1, size=(200, n_feats))
+        W2 = np.random.normal(0.1, 0.1, size=(n_classes, 200))
+        b1, b2 = np.zeros(200), np.zeros(n_classes)
+    else:
+        W = np.zeros((n_classes, n_feats))
+
+    def predict(X):
+        if model == "mlp":
+            return (np.maximum(X @ W1.T + b1, 0) @ W2.T + b2).argmax(axis=1)
+        return (W @ X.T).argmax(axis=0)
+
+    spent, loop = 0.0, 0.0
+    for _ in range(epochs):
+        start = time.perf_counter()
+        order = np.random.permutation(train_X.shape[0])
+        train_X, train_y = train_X[order], train_y[order]
+        begin = time.perf_counter()
+        for x, t in zip(train_X, train_y):
+            if model == "perceptron":
+                y_hat = (W @ x).argmax()
+                if y_hat != t:
+                    W[t] += x
+                    W[y_hat] -= x
+            elif model == "logistic_regression":
+                s = W @ x
+                p = np.exp(s - s.max())
+                p /= p.sum()
+                p[t] -= 1
+                W -= lr * np.outer(p, x)
+            else:
+                a = W1 @ x + b1
+                h = np.maximum(a, 0)
+                z = W2 @ h + b2
+                p = np.exp(z - z.max())
+                p /= p.sum()
+                p[t] -= 1
+                da = (W2.T @ p) * (a > 0)
+                W2 -= lr * np.outer(p, h)
+                b2 -= lr * p
+                W1 -= lr * np.outer(da, x)
+                b1 -= lr * da
+        spent += time.perf_counter() - begin
+        # the course evaluates train and dev accuracy after each epoch
+        dev_X, dev_y = data["dev"]
+        _ = (predict(train_X) == train_y).mean(), (predict(dev_X) == dev_y).mean()
+        loop += time.perf_counter() - start
+    return {"train_epoch_seconds": spent, "loop_seconds": loop,
+            "valid_acc": float((predict(data["dev"][0]) == data["dev"][1]).mean()),
+            "test_acc": float((predict(data["test"][0]) == data["test"][1]).mean())}
+
+
 def child(model, impl, epochs, data_path):
     """Run one training in this process and print its measurements as one JSON line."""
     import resource
@@ -64,6 +128,12 @@ def child(model, impl, epochs, data_path):
     spec.loader.exec_module(q1)
 
     data = utils.load_dataset(data_path, bias=(model != "mlp"))
+    if impl == "textbook":
+        with q1.single_threaded_blas():
+            record = textbook(model, data, epochs)
+        record["peak_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        print(json.dumps(record))
+        return
     spent = []
     cls = {"perceptron": q1.Perceptron, "logistic_regression": q1.LogisticRegression,
            "mlp": q1.MLP}[model]
@@ -105,8 +175,13 @@ def main():
     parser.add_argument("--reference-epochs", type=int, default=None,
                         help="epochs for the (slow) reference path; its seconds are then "
                              "scaled to --epochs and marked '~' (default: --epochs)")
+    parser.add_argument("--textbook", action="store_true",
+                        help="also time the textbook np.outer loop (for --reference-epochs)")
     args = parser.parse_args()
     ref_epochs = args.reference_epochs or args.epochs
+    paths = [("fast", args.epochs), ("reference", ref_epochs)]
+    if args.textbook:
+        paths.append(("textbook", ref_epochs))
 
     data_path = find_data(args.data_path)
     with tempfile.TemporaryDirectory() as tmp:
@@ -119,7 +194,7 @@ def main():
               f"{'dev acc':>8} {'test acc':>8} {'peak MB':>8}")
         rows = {}
         for model in args.models:
-            for impl, epochs in (("fast", args.epochs), ("reference", ref_epochs)):
+            for impl, epochs in paths:
                 r = run(model, impl, epochs, data_path)
                 scale = args.epochs / epochs
                 mark = "~" if scale != 1 else " "
@@ -129,9 +204,12 @@ def main():
                 print(f"{model:<20} {impl:<10} {mark}{rows[model, impl][0]:12.2f} "
                       f"{mark}{rows[model, impl][1]:7.2f} {accs} {r['peak_mb']:8.0f}",
                       flush=True)
-            fast, ref = rows[model, "fast"], rows[model, "reference"]
-            print(f"{model:<20} {'ratio':<10} {ref[0] / fast[0]:12.1f}x "
-                  f"{ref[1] / fast[1]:7.1f}x", flush=True)
+            fast = rows[model, "fast"]
+            for impl, _ in paths[1:]:
+                slow = rows[model, impl]
+                label = {"reference": "ref ratio", "textbook": "tb ratio"}[impl]
+                print(f"{model:<20} {label:<10} {slow[0] / fast[0]:12.1f}x "
+                      f"{slow[1] / fast[1]:7.1f}x", flush=True)
 
 
 if __name__ == "__main__":
