@@ -169,6 +169,8 @@ def main():
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data-path", help="the dataset file (default: found as described)")
+    parser.add_argument("--synthetic", action="store_true",
+                        help="use random data of the real shape even if the real data is found")
     parser.add_argument("--models", nargs="+", choices=MODELS, default=list(MODELS),
                         help="models to time (default: all)")
     parser.add_argument("--epochs", type=int, default=20, help="epochs per run (default: 20)")
@@ -183,7 +185,7 @@ def main():
     if args.textbook:
         paths.append(("textbook", ref_epochs))
 
-    data_path = find_data(args.data_path)
+    data_path = None if args.synthetic else find_data(args.data_path)
     with tempfile.TemporaryDirectory() as tmp:
         if data_path is None:
             data_path = synthetic_data(Path(tmp) / "synthetic.npz")
