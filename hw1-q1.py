@@ -269,32 +269,43 @@ class LogisticRegression(LinearModel):
             S0 = XB @ self.W.T  # (B, C) scores with the weights at the block's start
             if a != 1.0:
                 S0 *= (a ** k[:n])[:, None]
-            # scores = S0 + K (E - P) = T0 - K P; the max of S0 is subtracted from each row
-            # for a stable exp (softmax does not change; the corrections K P are small)
+            # scores = S0 + K (E - P) = T0 - K P, less each row's max of S0: exp stays in range
+            # as long as the corrections K (E - P) are moderate (a retry below covers the rest)
             T0 = S0 + K @ gold
             T0 -= S0.max(axis=1, keepdims=True)
-            # |K P| and |K E| are at most K's largest absolute row sum; past ~350, exp could
-            # overflow, so such blocks (large learning rates) take the max out at every sweep
-            shift_each_sweep = np.abs(K).sum(axis=1).max() > 350
-            P = softmax(S0)
-            for _ in range(n + 1):
-                Z = K @ P
-                np.subtract(T0, Z, out=Z)  # (B, C) scores
-                if shift_each_sweep:
-                    Z -= Z.max(axis=1, keepdims=True)
-                np.exp(Z, out=Z)
-                Z /= Z.sum(axis=1, keepdims=True)
-                if (Z == P).all():
-                    break
-                P = Z
-            losses, _ = softmax_cross_entropy(T0 - K @ P, yB)
-            total += losses.sum()
+            P, scores, z = self._solve_block(T0, K, softmax(S0), shift=False)
+            if P is None:  # exp overflowed (a large learning rate): take each row's max out
+                P, scores, z = self._solve_block(T0, K, softmax(S0), shift=True)
+            # cross-entropy of each example before its step: log sum exp(scores) - scores[y]
+            total += np.log(z).sum() - scores[k[:n], yB].sum()
             error = gold - P  # (B, C)
             if a != 1.0:
                 error *= (a ** (n - 1 - k[:n]))[:, None]  # the shrinkage still ahead in the block
                 self.W *= a ** n
             self.W += lr * (error.T @ XB)
         return total / len(order)
+
+    @staticmethod
+    def _solve_block(T0, K, P, shift):
+        """Sweeps P <- softmax(T0 - K P) until P no longer changes (at most B + 1 sweeps).
+
+        Returns P, the scores T0 - K P (less each row's max if `shift`) and their row sums of
+        exp, or (None, None, None) if the sweeps did not settle because exp overflowed.
+        """
+        for _ in range(len(T0) + 1):
+            scores = K @ P
+            np.subtract(T0, scores, out=scores)  # (B, C)
+            if shift:
+                scores -= scores.max(axis=1, keepdims=True)
+            new = np.exp(scores)
+            z = new.sum(axis=1)  # (B,)
+            new /= z[:, None]
+            if (new == P).all():
+                return P, scores, z
+            P = new
+        if not shift and not np.isfinite(P).all():
+            return None, None, None
+        return P, scores, z  # only a diverged run gets here
 
 
 # ----------------------------------------------------------------------------- MLP
