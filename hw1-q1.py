@@ -206,7 +206,7 @@ class Perceptron(LinearModel):
         changing. As example k depends only on examples j < k, sweep t fixes example t for good,
         so this ends within B + 1 sweeps, at the unique solution: the per-example result. With
         pixels k/256 every product and sum here is exact in float64, so the weights equal the
-        per-example loop's bit for bit.
+        per-example loop's bit for bit (on other data, up to rounding).
         """
         W = self.W
         eye = np.eye(W.shape[0])
