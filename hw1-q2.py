@@ -274,7 +274,7 @@ class ManualSGD:
     For our two models, SGD on the CPU and the default cross-entropy, train_batch runs these
     kernels, and so does this class, on the same operands. Forward, per hidden block: addmm
     (F.linear), relu or tanh, and in training mode dropout's bernoulli_(1 - p), div_(1 - p) and
-    mul (so the same random numbers: one bernoulli_ call per block and step); then addmm,
+    mul (the same random numbers: one bernoulli_ call per block and step); then addmm,
     _log_softmax and nll_loss. Backward: nll_loss_backward (-1/batch at the gold class),
     _log_softmax_backward_data, then per Linear autograd's addmm formulas: mm for the weight,
     sum over the batch for the bias, mm for the input; back through dropout (mul by the same
@@ -282,16 +282,18 @@ class ManualSGD:
     decay, momentum, `param.add_(grad, alpha=-lr)`. Skipping autograd's graph and the
     optimizer's Python bookkeeping is what makes small batches fast.
 
-    Two shortcuts are exact by construction: with one example per batch the bias gradient's
-    sum over the batch is that row itself (added through a (1, H) view of the bias), and the
-    losses, needed only for reporting, are read after the epoch from the saved log-probabilities
-    (nll_loss of one example is -logp[gold] / 1). tests/test_q2.py checks the whole against
-    the DataLoader flow.
+    Three shortcuts are exact by construction: the noise's div_ is a mul_ by the value div_
+    gives a 1 (see _dropout_scale); with one example per batch the bias gradient's sum over the
+    batch is that row itself (added through a (1, H) view of the bias); and the losses, needed
+    only for reporting, are read after the epoch from the saved log-probabilities when batches
+    hold one example (nll_loss of one example is -logp[gold] / 1). tests/test_q2.py checks the
+    whole against the DataLoader flow.
     """
 
-    BACKWARD = {"relu": lambda grad, out: torch.ops.aten.threshold_backward(grad, out, 0),
-                "tanh": torch.ops.aten.tanh_backward}
     FORWARD = {"relu": torch.relu, "tanh": torch.tanh}
+    # ReLU's backward is threshold_backward(grad, output, 0); Tanh's, tanh_backward(grad, output)
+    BACKWARD = {"relu": (torch.ops.aten.threshold_backward.default, (0,)),
+                "tanh": (torch.ops.aten.tanh_backward.default, ())}
 
     def __init__(self, model, optimizer, X, y, batch_size):
         self.model = model
@@ -299,7 +301,10 @@ class ManualSGD:
         blocks = manual_blocks(model)
         self.params = [p for linear, _, _ in blocks for p in (linear.weight, linear.bias)]
         self.hidden = [(linear.weight, linear.bias, self.FORWARD[activation],
-                        self.BACKWARD[activation], p) for linear, activation, p in blocks[:-1]]
+                        self.BACKWARD[activation], p,
+                        self._dropout_scale(p, batch_size, linear.weight.shape[0],
+                                            linear.weight.dtype))
+                       for linear, activation, p in blocks[:-1]]
         self.output = (blocks[-1][0].weight, blocks[-1][0].bias)
         self.batches = EpochBatches(X, y, batch_size)
         self.batch_size = batch_size
@@ -312,6 +317,20 @@ class ManualSGD:
         # dropout noise, one reused tensor per block: bernoulli_ overwrites all of it
         self.noise = [torch.empty(batch_size, weight.shape[0], dtype=dtype)
                       for weight, *_ in self.hidden]
+
+    @staticmethod
+    def _dropout_scale(p, batch_size, width, dtype):
+        """What dropout's noise.div_(1 - p) makes of a kept unit (a 1), as a 0-dim tensor.
+
+        The noise holds only 0s and 1s, so noise.mul_(this) gives the same bits as div_ by the
+        Python float, whose conversion of the scalar costs a few microseconds each step. None
+        (keep div_) if the kernel did not give every entry the same value.
+        """
+        if p <= 0:
+            return None
+        ones = torch.ones(batch_size, width, dtype=dtype).div_(1 - p)
+        scale = ones[0, 0].clone()
+        return scale if bool((ones == scale).all()) else None
 
     @staticmethod
     def _gold_gradient(batch_size, dtype):
@@ -341,7 +360,7 @@ class ManualSGD:
         training, rows = self.model.training, X.shape[0]
         inputs, outputs, noises = [], [], []  # per hidden block, for backward
         a = X
-        for (weight, bias, activation, _, p), noise in zip(self.hidden, self.noise):
+        for (weight, bias, activation, _, p, scale), noise in zip(self.hidden, self.noise):
             inputs.append(a)
             h = activation(F.linear(a, weight, bias))
             outputs.append(h)
@@ -349,7 +368,10 @@ class ManualSGD:
                 if rows != noise.shape[0]:
                     noise = noise[:rows]
                 noise.bernoulli_(1 - p)
-                noise.div_(1 - p)
+                if scale is None:
+                    noise.div_(1 - p)
+                else:
+                    noise.mul_(scale)
                 noises.append(noise)
                 a = h * noise
             else:
@@ -368,8 +390,8 @@ class ManualSGD:
                 g = g.mm(weight)
             if noises[i] is not None:
                 g = g * noises[i]
-            weight, _, _, activation_backward, _ = self.hidden[i]
-            g = activation_backward(g, outputs[i])
+            weight, _, _, (activation_backward, extra), _, _ = self.hidden[i]
+            g = activation_backward(g, outputs[i], *extra)
             a = inputs[i]
             grads += [g.sum(0) if sum_bias else g, g.t().mm(a)]
         grads.reverse()

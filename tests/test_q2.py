@@ -356,6 +356,21 @@ def test_evaluate_uses_eval_mode_without_gradients_and_restores_training():
         assert not q2.predict(model, X).requires_grad
 
 
+@pytest.mark.parametrize("p", [0.05, 0.1, 1 / 3, 0.3, 0.5, 0.7, 0.9, 0.99])
+def test_manual_dropout_equals_torch_dropout(p):
+    """ManualSGD's dropout: the same mask from the same draws, scaled to the same bits."""
+    h = torch.randn(16, 37)
+    scale = q2.ManualSGD._dropout_scale(p, 16, 37, torch.float32)
+    assert scale is not None
+    torch.manual_seed(1)
+    expected = torch.nn.functional.dropout(h, p, training=True)
+    state = torch.get_rng_state()
+    torch.manual_seed(1)
+    noise = torch.empty(16, 37).bernoulli_(1 - p).mul_(scale)
+    assert torch.equal(h * noise, expected)
+    assert torch.equal(torch.get_rng_state(), state)
+
+
 def test_manual_sgd_applies_only_where_it_is_exact():
     criterion = nn.CrossEntropyLoss()
     ffn = q2.FeedforwardNetwork(3, 4, 5, 2, "relu", 0.1)
