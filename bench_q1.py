@@ -15,7 +15,8 @@ With --textbook, also times the textbook loop the issue's table quotes: the cour
 with one np.outer update per example (and its copy of the training set each epoch), written out
 here in a few lines per model.
 
-Timings are wall-clock on whatever else the machine is doing; run it on a quiet machine.
+Timings are wall-clock on whatever else the machine is doing; run it on a quiet machine, or
+use --repeat N (the fastest of N runs is reported). --fast-only skips the reference path.
 """
 import argparse
 import json
@@ -177,11 +178,15 @@ def main():
     parser.add_argument("--reference-epochs", type=int, default=None,
                         help="epochs for the (slow) reference path; its seconds are then "
                              "scaled to --epochs and marked '~' (default: --epochs)")
+    parser.add_argument("--fast-only", action="store_true",
+                        help="time the fast path only (no reference run, no ratio)")
+    parser.add_argument("--repeat", type=int, default=1,
+                        help="runs per model and path; the fastest is reported (default: 1)")
     parser.add_argument("--textbook", action="store_true",
                         help="also time the textbook np.outer loop (for --reference-epochs)")
     args = parser.parse_args()
     ref_epochs = args.reference_epochs or args.epochs
-    paths = [("fast", args.epochs), ("reference", ref_epochs)]
+    paths = [("fast", args.epochs)] + ([] if args.fast_only else [("reference", ref_epochs)])
     if args.textbook:
         paths.append(("textbook", ref_epochs))
 
@@ -197,7 +202,8 @@ def main():
         rows = {}
         for model in args.models:
             for impl, epochs in paths:
-                r = run(model, impl, epochs, data_path)
+                runs = [run(model, impl, epochs, data_path) for _ in range(args.repeat)]
+                r = min(runs, key=lambda r: r["loop_seconds"])
                 scale = args.epochs / epochs
                 mark = "~" if scale != 1 else " "
                 rows[model, impl] = r["train_epoch_seconds"] * scale, r["loop_seconds"] * scale

@@ -198,6 +198,46 @@ def test_layers_forward_backward_shapes():
 
 # ----------------------------------------------------------------------------- fast = reference
 
+def test_compact_rows_are_exact_8_bit_codes():
+    X, _ = random_problem(n=30, d=7, seed=8)  # pixels k/256 and a bias column of ones
+    rows = q1.CompactRows(X)
+    assert rows.unit == 256.0 and rows.codes.dtype == np.uint8
+    idx = np.array([5, 0, 29, 5])
+    buf = np.empty((8, X.shape[1]))
+    np.testing.assert_array_equal(rows.rows(idx, buf) / rows.unit, X[idx])
+    chunks = [c.copy() for c in rows.chunks(size=4)]
+    np.testing.assert_array_equal(np.vstack(chunks) / rows.unit, X)
+    assert q1.CompactRows.of(rows) is rows
+
+
+@pytest.mark.parametrize("X", [
+    np.random.RandomState(0).randn(20, 5),  # not pixels
+    np.full((20, 5), 255.0 / 256) * np.arange(20)[:, None],  # pixel steps, but above 255/256
+    np.full((20, 5), 1.0 / 512),  # constant columns are kept as they are: compact, exact
+    np.vstack([np.full(5, 1.0 / 512), np.zeros(5)]),  # half steps of 1/256: not 8-bit codes
+])
+def test_compact_rows_fall_back_to_float64(X):
+    rows = q1.CompactRows(X)
+    buf = np.empty(X.shape)
+    np.testing.assert_array_equal(rows.rows(np.arange(len(X)), buf) / rows.unit, X)
+    if rows.unit == 1.0:
+        assert rows.codes.dtype == np.float64
+
+
+@pytest.mark.parametrize("pixels", [True, False])
+def test_predict_on_compact_rows_is_the_same(pixels):
+    X, y = random_problem(n=3000, d=30, seed=9, pixels=pixels)
+    rows = q1.CompactRows(X)
+    assert (rows.unit == 256.0) == pixels
+    linear = q1.LogisticRegression(4, X.shape[1])
+    linear.W = np.random.RandomState(1).randn(4, X.shape[1])
+    np.testing.assert_array_equal(linear.predict(rows), linear.predict(X))
+    np.random.seed(0)
+    mlp = q1.MLP(4, X.shape[1] - 1, hidden_size=9, layers=2)
+    rows = q1.CompactRows(X[:, :-1])
+    np.testing.assert_array_equal(mlp.predict(rows), mlp.predict(X[:, :-1]))
+
+
 ORDER = np.random.RandomState(7).permutation(50)
 
 
@@ -212,10 +252,11 @@ def test_perceptron_fast_path_gives_identical_weights(block_size):
     assert np.abs(ref.W).sum() > 0
 
 
+@pytest.mark.parametrize("pixels", [True, False])  # False: CompactRows falls back to float64
 @pytest.mark.parametrize("l2_penalty", [0.0, 0.3])
 @pytest.mark.parametrize("block_size", [1, 3, 16, 64])
-def test_logistic_regression_fast_path_matches_reference(block_size, l2_penalty):
-    X, y = random_problem(n=50, seed=3)
+def test_logistic_regression_fast_path_matches_reference(block_size, l2_penalty, pixels):
+    X, y = random_problem(n=50, seed=3, pixels=pixels)
     fast, ref = q1.LogisticRegression(4, X.shape[1]), q1.LogisticRegression(4, X.shape[1])
     kwargs = {"learning_rate": 0.05, "l2_penalty": l2_penalty, "order": ORDER}
     for _ in range(2):
