@@ -8,8 +8,9 @@ Runs the course's training loop (hw1-q1.train) once per model and path, each in 
 process, on the real data when it is found (--data-path, else $KMNIST_NPZ, else
 Kuzushiji-MNIST.npz or build/Kuzushiji-MNIST.npz), otherwise on random data of the same shape.
 Reports, per run: the seconds spent in train_epoch (what the paths change), the seconds of the
-whole epoch loop (training plus the per-epoch train and dev evaluation), the final dev and test
-accuracies, and the process's peak memory (max RSS, loading included).
+whole epoch loop (training plus the per-epoch train and dev evaluation), the process's CPU
+seconds for train() (less sensitive to other processes on a shared machine than wall-clock),
+the final dev and test accuracies, and the process's peak memory (max RSS, loading included).
 
 With --textbook, also times the textbook loop the issue's table quotes: the course's skeleton
 with one np.outer update per example (and its copy of the training set each epoch), written out
@@ -112,7 +113,7 @@ def textbook(model, data, epochs, learning_rate=0.001, seed=42):
         dev_X, dev_y = data["dev"]
         _ = (predict(train_X) == train_y).mean(), (predict(dev_X) == dev_y).mean()
         loop += time.perf_counter() - start
-    return {"train_epoch_seconds": spent, "loop_seconds": loop,
+    return {"train_epoch_seconds": spent, "loop_seconds": loop, "cpu_seconds": None,
             "valid_acc": float((predict(data["dev"][0]) == data["dev"][1]).mean()),
             "test_acc": float((predict(data["test"][0]) == data["test"][1]).mean())}
 
@@ -148,9 +149,12 @@ def child(model, impl, epochs, data_path):
         return result
 
     cls.train_epoch = timed
+    cpu = time.process_time()
     _, record = q1.train(model, data, epochs=epochs, fast=(impl == "fast"), verbose=False)
+    cpu = time.process_time() - cpu
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
     print(json.dumps({"train_epoch_seconds": sum(spent), "loop_seconds": record["train_seconds"],
+                      "cpu_seconds": cpu,
                       "valid_acc": record["valid_acc"][-1], "test_acc": record["test_acc"],
                       "peak_mb": peak_mb}))
 
@@ -197,7 +201,7 @@ def main():
             print("real data not found: random data of the same shape "
                   "(accuracies are meaningless)")
         print(f"data: {data_path}; {args.epochs} epochs; seconds are wall-clock")
-        print(f"{'model':<20} {'path':<10} {'train_epoch s':>13} {'loop s':>8} "
+        print(f"{'model':<20} {'path':<10} {'train_epoch s':>13} {'loop s':>8} {'cpu s':>7} "
               f"{'dev acc':>8} {'test acc':>8} {'peak MB':>8}")
         rows = {}
         for model in args.models:
@@ -209,8 +213,9 @@ def main():
                 rows[model, impl] = r["train_epoch_seconds"] * scale, r["loop_seconds"] * scale
                 accs = (f"{r['valid_acc']:8.4f} {r['test_acc']:8.4f}" if scale == 1
                         else f"{'(' + str(epochs) + ' ep)':>17}")
+                cpu = "" if r["cpu_seconds"] is None else f"{r['cpu_seconds'] * scale:.2f}"
                 print(f"{model:<20} {impl:<10} {mark}{rows[model, impl][0]:12.2f} "
-                      f"{mark}{rows[model, impl][1]:7.2f} {accs} {r['peak_mb']:8.0f}",
+                      f"{mark}{rows[model, impl][1]:7.2f} {cpu:>7} {accs} {r['peak_mb']:8.0f}",
                       flush=True)
             fast = rows[model, "fast"]
             for impl, _ in paths[1:]:
