@@ -112,7 +112,8 @@ def compare(fast, reference, epochs, weights):
     if weights is not None:
         a, b = (torch.load(path) for path in weights)
         diff = max((a[k] - b[k]).abs().max().item() for k in a)
-        same = "identical, bit for bit" if diff == 0 else f"max |diff| {diff:.2g}"
+        same = "identical, bit for bit" if all(torch.equal(a[k], b[k]) for k in a) else \
+            f"max |diff| {diff:.2g}"
         text += (f"; final weights {same}; test acc {fast['test_acc']:.4f} (fast) vs "
                  f"{reference['test_acc']:.4f}")
     return text

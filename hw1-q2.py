@@ -298,6 +298,7 @@ class ManualSGD:
     def __init__(self, model, optimizer, X, y, batch_size):
         self.model = model
         self.optimizer = optimizer
+        self.loop = None  # which loop the last epoch ran (for tests)
         blocks = manual_blocks(model)
         self.params = [p for linear, _, _ in blocks for p in (linear.weight, linear.bias)]
         self.hidden = [(linear.weight, linear.bias, self.FORWARD[activation],
@@ -416,6 +417,49 @@ class ManualSGD:
             bias_target.add_(grad if single else grad.sum(0), alpha=-lr)
         return losses
 
+    def _plain_mlp_epoch(self, batches, lr, single):
+        """step() and the update for one hidden block with plain SGD, written out: Table 1's
+        network, with less Python per step. Returns nll_loss per batch (none when `single`)."""
+        (W1, b1, activation, (activation_backward, extra), p, scale), = self.hidden
+        W2, b2 = self.output
+        # with one example per batch, biases take their gradient rows (see step's sum_bias)
+        b1_target, b2_target = (b1.view(1, -1), b2.view(1, -1)) if single else (b1, b2)
+        dropout = p > 0 and self.model.training
+        noise_full = self.noise[0]
+        keep, dtype = 1 - p, W1.dtype
+        linear, log_softmax, nll_loss = F.linear, torch.log_softmax, F.nll_loss
+        log_softmax_backward = torch._log_softmax_backward_data
+        losses = []
+        for X_b, y_b, g_b, logp_b in batches:
+            h = activation(linear(X_b, W1, b1))
+            a = h
+            if dropout:
+                noise = noise_full if h.shape[0] == noise_full.shape[0] else \
+                    noise_full[:h.shape[0]]
+                noise.bernoulli_(keep)
+                if scale is None:
+                    noise.div_(keep)
+                else:
+                    noise.mul_(scale)
+                a = h * noise
+            log_softmax(linear(a, W2, b2), 1, out=logp_b)
+            if not single:
+                losses.append(nll_loss(logp_b, y_b))
+            g = log_softmax_backward(g_b, logp_b, 1, dtype)
+            grad_W2, grad_b2 = g.t().mm(a), (g if single else g.sum(0))
+            if a.stride(0) == 1 and a.stride(1) == a.shape[0]:  # as in step()
+                g = W2.t().mm(g.t()).t()
+            else:
+                g = g.mm(W2)
+            if dropout:
+                g = g * noise
+            g = activation_backward(g, h, *extra)
+            W1.add_(g.t().mm(X_b), alpha=-lr)
+            b1_target.add_(g if single else g.sum(0), alpha=-lr)
+            W2.add_(grad_W2, alpha=-lr)
+            b2_target.add_(grad_b2, alpha=-lr)
+        return losses
+
     def _epoch(self, batches, single, buffers, lr, weight_decay, momentum, dampening):
         """step() then torch.optim.SGD's _single_tensor_sgd, line for line, per batch.
         Returns nll_loss per batch (none when `single`); updates `buffers` (momentum)."""
@@ -458,9 +502,15 @@ class ManualSGD:
         with torch.inference_mode():
             self.grad_logp.zero_().scatter_(1, gold[:, None], self.gold_values)
             batches = zip(X_batches, y_batches, *self.views)
-            if sgd["weight_decay"] == 0 and sgd["momentum"] == 0 and not self.hidden:
+            plain = sgd["weight_decay"] == 0 and sgd["momentum"] == 0
+            if plain and not self.hidden:
+                self.loop = "plain logistic regression"
                 losses = self._plain_logreg_epoch(batches, sgd["lr"], single)
+            elif plain and len(self.hidden) == 1:
+                self.loop = "plain one-hidden-layer network"
+                losses = self._plain_mlp_epoch(batches, sgd["lr"], single)
             else:
+                self.loop = "general"
                 losses = self._epoch(batches, single, buffers, **sgd)
             # one example per batch: nll_loss's mean is -logp[gold] / 1, that very value
             losses = F.nll_loss(self.logp, gold, reduction="none") if single else \
@@ -512,12 +562,14 @@ def train(model, optimizer, criterion, dataset, epochs, batch_size, device, impl
     training steps are small, and a second thread costs more in synchronisation than it gains.
     The history: per-epoch mean training loss (over the epoch's batches), dev loss and
     accuracy, seconds (training pass plus dev evaluation); `train_seconds`, all of it with the
-    set-up (buffers, DataLoader); `diverged`; and `last_losses`, the last epoch's per-batch
-    losses. Divergence (see `divergence`) warns once, on stderr.
+    set-up (buffers, DataLoader); `diverged`; `last_losses`, the last epoch's per-batch
+    losses; and `loop`, the training loop that ran. Divergence (see `divergence`) warns once,
+    on stderr.
     """
     if impl not in IMPLS:
         raise ValueError(f"unknown impl {impl!r}")
     started = time.perf_counter()
+    manual = None
     with num_threads(threads):
         if impl == "fast" and not dataloader_order_matches():
             warnings.warn("shuffled_order does not reproduce this torch version's DataLoader; "
@@ -531,7 +583,8 @@ def train(model, optimizer, criterion, dataset, epochs, batch_size, device, impl
         else:
             X, y = dataset.X.to(device), dataset.y.to(device)
             if manual_sgd_applies(model, optimizer, criterion, device):
-                run_epoch = ManualSGD(model, optimizer, X, y, batch_size).train_epoch
+                manual = ManualSGD(model, optimizer, X, y, batch_size)
+                run_epoch = manual.train_epoch
             else:
                 batches = EpochBatches(X, y, batch_size)
                 run_epoch = lambda: train_epoch_fast(batches, model, optimizer, criterion)
@@ -558,6 +611,7 @@ def train(model, optimizer, criterion, dataset, epochs, batch_size, device, impl
                       f"-learning_rate. The run continues; its record is flagged.",
                       file=sys.stderr)
     history["train_seconds"] = time.perf_counter() - started
+    history["loop"] = manual.loop if manual is not None else f"{impl}, autograd"
     return history
 
 
