@@ -240,6 +240,7 @@ def plot_panels(stem, epochs, panels, title=None, xlabel="Epoch"):
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     fig, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 4), squeeze=False)
     for ax, (ylabel, curves) in zip(axes[0], panels):
@@ -248,6 +249,7 @@ def plot_panels(stem, epochs, panels, title=None, xlabel="Epoch"):
             ax.plot(list(epochs)[:len(values)], values, marker="o", markersize=3, label=label)
         ax.set_xlabel(xlabel)
         ax.set_ylabel(ylabel)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers
         ax.grid(alpha=0.3)
         ax.legend(fontsize="small")
     if title:

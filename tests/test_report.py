@@ -51,6 +51,11 @@ def test_q23_builds_on_the_best_q22_run(tiny_report):
     best = max(q22, key=lambda r: (records[r.label]["valid_acc"][-1], -q22.index(r)))
     assert best.with_flags(layers=2).label in records
     assert best.with_flags(layers=3).label in records
+    q23 = [line for line in (out / "results.md").read_text().split("## Q2.3")[1].splitlines()
+           if line.startswith("| ") and "`" in line]
+    assert [line.split("`")[1] for line in q23] == [
+        best.description, best.with_flags(layers=2).description,
+        best.with_flags(layers=3).description]
 
 
 def test_second_call_reuses_every_run(tiny_report, monkeypatch, capsys):
@@ -63,8 +68,9 @@ def test_second_call_reuses_every_run(tiny_report, monkeypatch, capsys):
     assert report.main(argv) == 0
     assert "reusing 12 finished run(s)" in capsys.readouterr().out  # + 2 Q2.3 runs once resolved
     after = (out / "results.md").read_text()
-    strip = lambda text: [l for l in text.splitlines() if not l.startswith("Total time")]
+    strip = lambda text: [l for l in text.splitlines() if not l.startswith("Report time")]
     assert strip(after) == strip(before)
+    assert "(0 runs executed, 14 reused)" in after and "(14 runs executed, 0 reused)" in before
 
 
 def test_cache_key_follows_flags_code_and_data(tmp_path):
@@ -86,8 +92,8 @@ def test_a_failing_run_is_reported_and_not_cached(tmp_path, tiny_data):
     assert "-learning_rate" in log.read_text()
     assert runner.cached(bad) is None
     sweeps = [report.Sweep("s", "S", [bad])]
-    records, failures = report.run_all(sweeps, runner, log=lambda *a: None)
-    assert records == {} and list(failures) == [bad]
+    records, failures, executed = report.run_all(sweeps, runner, log=lambda *a: None)
+    assert records == {} and list(failures) == [bad] and executed == 1
     path = report.write_report(sweeps, records, failures, tmp_path, 1.0)
     assert "| `mlp -learning_rate -1` | failed |" in path.read_text()
 
