@@ -8,9 +8,10 @@ Runs the course's training loop (hw1-q1.train) once per model and path, each in 
 process, on the real data when it is found (--data-path, else $KMNIST_NPZ, else
 Kuzushiji-MNIST.npz or build/Kuzushiji-MNIST.npz), otherwise on random data of the same shape.
 Reports, per run: the seconds spent in train_epoch (what the paths change), the seconds of the
-whole epoch loop (training plus the per-epoch train and dev evaluation), the process's CPU
-seconds for train() (less sensitive to other processes on a shared machine than wall-clock),
-the final dev and test accuracies, and the process's peak memory (max RSS, loading included).
+whole epoch loop (training plus the per-epoch train and dev evaluation, and the fast path's
+one-off 8-bit copy of the data), the process's CPU seconds for train() (less sensitive to
+other processes on a shared machine than wall-clock), the final dev and test accuracies, and
+the process's peak memory (max RSS, loading included).
 
 With --textbook, also times the textbook loop the issue's table quotes: the course's skeleton
 with one np.outer update per example (and its copy of the training set each epoch), written out
