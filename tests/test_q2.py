@@ -442,6 +442,11 @@ def test_cli_outputs_on_tiny_data(tiny_data, tmp_path, capsys):
     for key in ("train_loss", "valid_loss", "valid_acc"):
         assert len(saved[key]) == 3 and all(isinstance(v, float) for v in saved[key])
     assert saved["model"] == "mlp" and saved["diverged"] is False
+    # the final training accuracy: evaluate() on the training set with the final weights
+    model, _, _, _ = fast_flow(tiny_data, "mlp", 3, 16, 0.01, hidden_size=12)
+    dataset = q2.ClassificationDataset(utils.load_dataset(tiny_data))
+    assert saved["final_train_acc"] == q2.evaluate(model, dataset.X, dataset.y)
+    assert f"Final train acc: {saved['final_train_acc']:.4f}" in out
     config = saved["config"]
     assert set(config) == {"model", "epochs", "batch_size", "learning_rate", "l2_decay",
                            "hidden_size", "layers", "dropout", "activation", "optimizer",
