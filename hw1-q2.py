@@ -630,17 +630,6 @@ def build_optimizer(name, parameters, learning_rate, l2_decay, momentum):
     return torch.optim.Adam(parameters, lr=learning_rate, weight_decay=l2_decay)
 
 
-def seed_value(text):
-    """argparse type for -seed: what numpy, Python and torch all accept."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected int, got {text!r}") from None
-    if not 0 <= value < 2**32:
-        raise argparse.ArgumentTypeError(f"must be in [0, 2**32), got {text}")
-    return value
-
-
 def device_name(text):
     """argparse type for -device: auto, cpu, cuda, cuda:N, ... (anything torch.device parses)."""
     if text == "auto":
@@ -684,7 +673,7 @@ def make_parser():
                    help="optimizer (default: %(default)s)")
     utils.add_flag(parser, "momentum", type=utils.probability, default=0.0,
                    help="SGD momentum, in [0, 1) (2024-25 edition; default: %(default)s)")
-    utils.add_flag(parser, "seed", type=seed_value, default=42,
+    utils.add_flag(parser, "seed", type=utils.seed_value, default=42,
                    help="seeds Python, numpy and torch (default: %(default)s)")
     utils.add_flag(parser, "data_path", default=utils.DEFAULT_DATA_PATH,
                    help="the dataset .npz built by download_kuzushiji_mnist.py "

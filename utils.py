@@ -153,6 +153,7 @@ positive_int = _checked(int, lambda v: v >= 1, ">= 1")
 positive_float = _checked(float, lambda v: math.isfinite(v) and v > 0, "> 0")
 nonnegative_float = _checked(float, lambda v: math.isfinite(v) and v >= 0, ">= 0")
 probability = _checked(float, lambda v: 0 <= v < 1, "in [0, 1)")
+seed_value = _checked(int, lambda v: 0 <= v < 2 ** 32, "in [0, 2**32)")  # numpy's seed range
 
 
 # ----------------------------------------------------------------------------- outputs
