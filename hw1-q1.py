@@ -596,14 +596,16 @@ def train(model_name, data, epochs=20, learning_rate=0.001, l2_penalty=0.0, hidd
     # the same examples in the same sequence without copying X (314 MB) every epoch.
     order = np.arange(train_X.shape[0])
     setup = time.perf_counter()
-    if fast:  # the fast path reads 8-bit copies of the rows (same values, exactly)
-        train_X, dev_X = CompactRows(train_X), CompactRows(dev_X)
+    # the fast path trains from 8-bit copies of the rows (same values, exactly); the
+    # evaluation reads the float64 rows: one (C, D) x (D, N) product was faster (0.065 s vs
+    # 0.083 s on the training set) than converting 8-bit slices for it
+    train_rows = CompactRows(train_X) if fast else train_X
     setup = time.perf_counter() - setup
     for epoch in range(1, epochs + 1):
         start = time.perf_counter()
         order = order[np.random.permutation(len(train_y))]
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-            loss = model.train_epoch(train_X, train_y, order=order, fast=fast, **kwargs)
+            loss = model.train_epoch(train_rows, train_y, order=order, fast=fast, **kwargs)
             train_acc = model.evaluate(train_X, train_y)  # accuracy does not depend on order
             valid_acc = model.evaluate(dev_X, dev_y)
         seconds = time.perf_counter() - start
