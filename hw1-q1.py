@@ -193,9 +193,9 @@ def _blocks(rows, y, order, block_size, coupling, offset=0.0, chunk=256):
     K_B = coupling[:B, :B] * (X_B X_B^T + offset), (B, B), is in the data's own units (the
     scaling by u^2 is undone exactly): the Gram matrix of the block, scaled elementwise by
     `coupling`, which is zero on and above the diagonal (example k is affected only by the
-    updates of examples j < k). Examples are gathered
-    `chunk` at a time into one cache-sized buffer (the arrays yielded are views into it, valid
-    until the next block) and their blocks' Gram matrices computed as one stacked product.
+    updates of examples j < k). Examples are gathered `chunk` at a time into one cache-sized
+    buffer (the arrays yielded are views into it, valid until the next block) and their
+    blocks' Gram matrices computed as one stacked product.
     """
     per_chunk = max(1, chunk // block_size) * block_size
     buf = np.empty((per_chunk, rows.shape[1]))  # (K, D)
