@@ -161,14 +161,17 @@ seed_value = _checked(int, lambda v: 0 <= v < 2 ** 32, "in [0, 2**32)")  # numpy
 def run_name(model, config, defaults, ignore=("output_dir",)):
     """A file-name stem from the model and every flag that differs from its default.
 
-    e.g. `mlp`, `mlp-hidden_size=100-learning_rate=0.01`. Paths contribute their stem.
+    e.g. `mlp`, `mlp-hidden_size=100-learning_rate=0.01`. Paths contribute their stem, and a
+    path whose file name is the default's (the default dataset in another folder) none.
     """
     parts = [model]
     for key in sorted(config):
-        value = config[key]
-        if key in ignore or key == "model" or value == defaults.get(key):
+        value, default = config[key], defaults.get(key)
+        if key in ignore or key == "model" or value == default:
             continue
         if key.endswith("_path") or key.endswith("_dir"):
+            if default is not None and Path(str(value)).name == Path(str(default)).name:
+                continue
             value = Path(str(value)).stem
         parts.append(f"{key}={value}")
     return re.sub(r"[^A-Za-z0-9._=+-]", "_", "-".join(parts))

@@ -385,6 +385,8 @@ def test_run_name_lists_non_default_flags():
     config = dict(defaults, learning_rate=0.1, output_dir="elsewhere",
                   data_path="/tmp/octmnist.npz")
     assert utils.run_name("mlp", config, defaults) == "mlp-data_path=octmnist-learning_rate=0.1"
+    config["data_path"] = "/data/Kuzushiji-MNIST.npz"  # the default file, in another folder
+    assert utils.run_name("mlp", config, defaults) == "mlp-learning_rate=0.1"
 
 
 def test_write_record_is_atomic(tmp_path):
