@@ -22,7 +22,6 @@ use --repeat N (the fastest of N runs is reported). --fast-only skips the refere
 """
 import argparse
 import json
-import os
 import subprocess
 import sys
 import tempfile
@@ -31,21 +30,11 @@ from pathlib import Path
 
 import numpy as np
 
+import utils  # beside this script
+
 ROOT = Path(__file__).resolve().parent
 MODELS = ("perceptron", "logistic_regression", "mlp")
 SHAPES = {"train": 50000, "dev": 10000, "test": 10000}
-
-
-def find_data(path):
-    candidates = [path] if path else [os.environ.get("KMNIST_NPZ"), "Kuzushiji-MNIST.npz",
-                                      ROOT / "Kuzushiji-MNIST.npz",
-                                      ROOT / "build" / "Kuzushiji-MNIST.npz"]
-    for candidate in candidates:
-        if candidate and Path(candidate).is_file():
-            return Path(candidate)
-    if path:
-        sys.exit(f"error: {path}: no such file")
-    return None
 
 
 def synthetic_data(path, seed=0):
@@ -195,7 +184,9 @@ def main():
     if args.textbook:
         paths.append(("textbook", ref_epochs))
 
-    data_path = None if args.synthetic else find_data(args.data_path)
+    data_path = None if args.synthetic else utils.find_dataset(args.data_path)
+    if args.data_path and data_path is None:
+        sys.exit(f"error: {args.data_path}: no such file")
     with tempfile.TemporaryDirectory() as tmp:
         if data_path is None:
             data_path = synthetic_data(Path(tmp) / "synthetic.npz")

@@ -28,23 +28,14 @@ import sys
 import tempfile
 from pathlib import Path
 
+import utils  # beside this script
+
 ROOT = Path(__file__).resolve().parent
 CASES = {
     "logreg": {"model": "logistic_regression", "batch_size": 1, "learning_rate": 0.001,
                "target": 45.0},
     "mlp": {"model": "mlp", "batch_size": 16, "learning_rate": 0.01, "target": 15.0},
 }
-
-
-def find_data(path):
-    candidates = [path] if path else [os.environ.get("KMNIST_NPZ"), "Kuzushiji-MNIST.npz",
-                                      ROOT / "Kuzushiji-MNIST.npz",
-                                      ROOT / "build" / "Kuzushiji-MNIST.npz"]
-    for candidate in candidates:
-        if candidate and Path(candidate).is_file():
-            return Path(candidate)
-    sys.exit(f"error: no dataset found (tried {', '.join(str(c) for c in candidates if c)}); "
-             f"pass --data-path or build it with: python download_kuzushiji_mnist.py")
 
 
 def child(case, impl, epochs, threads, data_path, weights_path):
@@ -139,7 +130,10 @@ def main():
     cases = args.cases.split(",")
     if unknown := set(cases) - set(CASES):
         parser.error(f"unknown case(s): {', '.join(sorted(unknown))}")
-    data_path = find_data(args.data_path)
+    data_path = utils.find_dataset(args.data_path)
+    if data_path is None:
+        sys.exit(f"error: no dataset found ({args.data_path or 'set --data-path or KMNIST_NPZ'}); "
+                 f"build it with: python download_kuzushiji_mnist.py")
     reference_epochs = args.reference_epochs or args.epochs
     print(f"data: {data_path}; {args.epochs} epochs; cores: {os.cpu_count()}")
 

@@ -644,40 +644,27 @@ def figures(record):
     return figs
 
 
-def seed_int(text):
-    """A seed numpy accepts: an integer in [0, 2**32)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected int, got {text!r}") from None
-    if not 0 <= value < 2 ** 32:
-        raise argparse.ArgumentTypeError(f"must be in [0, 2**32), got {text}")
-    return value
-
-
-seed_int.__name__ = "int"
-
-
 def build_parser():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("model", choices=MODELS, help="which model to train")
     utils.add_flag(parser, "epochs", type=utils.positive_int, default=20,
-                   help="number of epochs (default: 20)")
+                   help="number of epochs (default: %(default)s)")
     utils.add_flag(parser, "learning_rate", type=utils.positive_float, default=0.001,
-                   help="SGD step size for logistic regression and the MLP (default: 0.001)")
+                   help="SGD step size for logistic regression and the MLP (default: %(default)s)")
     utils.add_flag(parser, "l2_penalty", type=utils.nonnegative_float, default=0.0,
                    help="logistic regression: adds l2_penalty/2 ||W||^2 to the objective, "
-                        "bias column included (default: 0)")
+                        "bias column included (default: %(default)s)")
     utils.add_flag(parser, "hidden_size", type=utils.positive_int, default=200,
-                   help="MLP: units per hidden layer (default: 200)")
+                   help="MLP: units per hidden layer (default: %(default)s)")
     utils.add_flag(parser, "layers", type=utils.positive_int, default=1,
-                   help="MLP: number of hidden layers (default: 1)")
+                   help="MLP: number of hidden layers (default: %(default)s)")
     utils.add_flag(parser, "data_path", default=utils.DEFAULT_DATA_PATH,
-                   help=f"dataset file (default: {utils.DEFAULT_DATA_PATH})")
+                   help="dataset file (default: %(default)s)")
     utils.add_flag(parser, "output_dir", default="results",
-                   help="where figures and the JSON record go (default: results)")
-    utils.add_flag(parser, "seed", type=seed_int, default=42, help="random seed (default: 42)")
+                   help="where figures and the JSON record go (default: %(default)s)")
+    utils.add_flag(parser, "seed", type=utils.seed_value, default=42,
+                   help="random seed (default: %(default)s)")
     utils.add_flag(parser, "impl", choices=("fast", "reference"), default="fast",
                    help="fast: blocked per-example SGD (default); reference: the textbook "
                         "one-example-at-a-time loop. Both compute the same updates.")

@@ -782,7 +782,8 @@ def main(argv=None):
         description="Check every claim of Question 3 on numbers: one line per claim, PASS or FAIL "
                     "with the measured error; exit status 1 if any claim fails.",
         epilog=_epilog(), formatter_class=argparse.RawDescriptionHelpFormatter)
-    utils.add_flag(parser, "seed", type=int, default=42, help="random seed (default: 42)")
+    utils.add_flag(parser, "seed", type=utils.seed_value, default=42,
+                   help="random seed (default: %(default)s)")
     utils.add_flag(parser, "output_dir", type=Path, default=Path("results"),
                    help="where the 2023-24 figure goes (default: results/)")
     utils.add_flag(parser, "claim", metavar="NAME", default=None,

@@ -120,6 +120,18 @@ def load_dataset(path=DEFAULT_DATA_PATH, bias=False):
 load_classification_data = load_dataset
 
 
+def find_dataset(path=None):
+    """The dataset a benchmark should use: `path` if given, else $KMNIST_NPZ, else the default
+    file in the current folder, then beside the scripts, then in build/. None if none exists."""
+    here = Path(__file__).resolve().parent
+    candidates = [path] if path else [os.environ.get("KMNIST_NPZ"), DEFAULT_DATA_PATH,
+                                      here / DEFAULT_DATA_PATH, here / "build" / DEFAULT_DATA_PATH]
+    for candidate in candidates:
+        if candidate and Path(candidate).is_file():
+            return Path(candidate)
+    return None
+
+
 def fail(message, code=1):
     """Print `error: message` to stderr and exit non-zero, without a traceback."""
     print(f"error: {message}", file=sys.stderr)
