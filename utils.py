@@ -132,6 +132,19 @@ def find_dataset(path=None):
     return None
 
 
+def load_script(filename):
+    """Import a script beside this file, such as hw1-q1.py (not importable by name), as a module."""
+    import importlib.util
+    name = filename.replace("-", "_").removesuffix(".py")
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, Path(__file__).resolve().parent / filename)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
 def fail(message, code=1):
     """Print `error: message` to stderr and exit non-zero, without a traceback."""
     print(f"error: {message}", file=sys.stderr)

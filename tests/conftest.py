@@ -1,5 +1,4 @@
 """Shared fixtures: the repository on sys.path, script loading, the real-data file, tiny data."""
-import importlib.util
 import os
 import sys
 from pathlib import Path
@@ -12,17 +11,7 @@ sys.path.insert(0, str(ROOT))
 
 REAL_DATA_ENV = "KMNIST_NPZ"
 
-
-def load_script(filename):
-    """Import a top-level script such as hw1-q1.py (not importable by name) as a module."""
-    name = filename.replace("-", "_").removesuffix(".py")
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, ROOT / filename)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
+from utils import load_script  # noqa: E402  (re-exported for the tests)
 
 
 @pytest.fixture(scope="session")
