@@ -104,3 +104,19 @@ def test_missing_data_is_a_clean_error(tmp_path, capsys):
     assert exc.value.code == 1
     assert "download_kuzushiji_mnist.py" in capsys.readouterr().err
     assert not (tmp_path / "results.md").exists()
+
+
+def test_extras_run_on_tiny_data(tmp_path, tiny_data):
+    out = tmp_path / "report"
+    assert report.main(["--data-path", str(tiny_data), "--output-dir", str(out), "--epochs", "1",
+                        "--extras"]) == 0
+    sweeps = report.plan(extras=True)
+    for sweep in sweeps:
+        assert (out / "figures" / f"{sweep.key}.png").is_file(), sweep.key
+    # 14 runs of the 2022-23 plan + 9 extra ones (the default FFN is shared, not re-run)
+    assert len(list((out / "runs").iterdir())) == 23
+    text = (out / "results.md").read_text()
+    assert "Best batch size: `mlp -batch_size" in text and "failed" not in text
+    records = [utils.read_record(next(d.glob("*.json"))) for d in (out / "runs").iterdir()]
+    assert any(r["model"] == "logistic_regression" and r["config"].get("l2_penalty") == 0.01
+               and r["weight_norm"] for r in records)
