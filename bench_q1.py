@@ -32,7 +32,6 @@ import numpy as np
 
 import utils  # beside this script
 
-ROOT = Path(__file__).resolve().parent
 MODELS = ("perceptron", "logistic_regression", "mlp")
 SHAPES = {"train": 50000, "dev": 10000, "test": 10000}
 
@@ -50,8 +49,6 @@ def synthetic_data(path, seed=0):
 
 def textbook(model, data, epochs, learning_rate=0.001, seed=42):
     """The course's skeleton loop with the textbook per-example updates; returns a record."""
-    sys.path.insert(0, str(ROOT))
-    import utils
     utils.configure_seed(seed)
     train_X, train_y = data["train"]
     n_classes, n_feats = np.unique(train_y).size, train_X.shape[1]
@@ -112,12 +109,7 @@ def child(model, impl, epochs, data_path):
     """Run one training in this process and print its measurements as one JSON line."""
     import resource
 
-    sys.path.insert(0, str(ROOT))
-    import importlib.util
-    import utils
-    spec = importlib.util.spec_from_file_location("hw1_q1", ROOT / "hw1-q1.py")
-    q1 = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(q1)
+    q1 = utils.load_script("hw1-q1.py")
 
     data = utils.load_dataset(data_path, bias=(model != "mlp"))
     if impl == "textbook":

@@ -30,7 +30,6 @@ from pathlib import Path
 
 import utils  # beside this script
 
-ROOT = Path(__file__).resolve().parent
 CASES = {
     "logreg": {"model": "logistic_regression", "batch_size": 1, "learning_rate": 0.001,
                "target": 45.0},
@@ -42,17 +41,10 @@ def child(case, impl, epochs, threads, data_path, weights_path):
     """Run one training in this process; print its measurements as one JSON line."""
     import time
 
-    sys.path.insert(0, str(ROOT))
-    import importlib.util
-
     import torch  # before configure_seed, which seeds torch only if it is imported
     from torch import nn
 
-    import utils
-
-    spec = importlib.util.spec_from_file_location("hw1_q2", ROOT / "hw1-q2.py")
-    q2 = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(q2)
+    q2 = utils.load_script("hw1-q2.py")
 
     settings = CASES[case]
     load_before = os.getloadavg()[0]
