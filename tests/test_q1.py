@@ -4,6 +4,8 @@ import json
 import re
 import subprocess
 import sys
+import threading
+import time
 
 import numpy as np
 import pytest
@@ -238,6 +240,60 @@ def test_predict_on_compact_rows_is_the_same(pixels):
     np.testing.assert_array_equal(mlp.predict(rows), mlp.predict(X[:, :-1]))
 
 
+def test_block_grams_from_float32_are_exact():
+    """The float32 Gram matrices of integer blocks equal the float64 ones below the diagonal,
+    also where a sum reaches 2^24 and float32 alone would round (that block is redone)."""
+    rng = np.random.RandomState(12)
+    Xs = rng.randint(0, 257, size=(6, 8, 400)).astype(np.float64)  # integers 0..256
+    Xs[4, 1], Xs[4, 5] = 255.0, rng.randint(200, 257, size=400)  # x_1 . x_5 > 2^24, odd terms
+    exact = np.tril(Xs @ Xs.transpose(0, 2, 1), -1)
+    assert exact[4, 5, 1] >= 2 ** 24
+    X32 = Xs.astype(np.float32)
+    assert not np.array_equal(np.tril(X32 @ X32.transpose(0, 2, 1), -1), exact)  # rounds
+    for out32 in (None, np.empty(Xs.shape, dtype=np.float32)):
+        G = q1._grams(Xs, small_integers=True, out32=out32)
+        assert G.dtype == np.float64
+        np.testing.assert_array_equal(np.tril(G, -1), exact)
+    Y = Xs / 3  # not integers: the float64 product
+    np.testing.assert_array_equal(q1._grams(Y, small_integers=False), Y @ Y.transpose(0, 2, 1))
+
+
+def test_compact_rows_know_when_they_hold_small_integers():
+    X, _ = random_problem(n=30, d=7, seed=8)  # pixels and a bias of 1: u X in 0..256
+    assert q1.CompactRows(X).small_integers
+    assert not q1.CompactRows(np.hstack((X, np.full((30, 1), 3.0)))).small_integers  # 768
+    assert not q1.CompactRows(np.random.RandomState(0).randn(20, 5)).small_integers
+
+
+def test_prefetched_results_arrive_in_order_and_are_not_overwritten_while_held():
+    def make(i, slot):  # reuses its slot's buffer, as _blocks does
+        buf = slot.setdefault("buf", np.empty(3))
+        buf[:] = i
+        return buf
+
+    count = 0
+    for i, buf in enumerate(q1._prefetched(make, range(40), depth=2)):
+        assert (buf == i).all()
+        time.sleep(0.002)  # the thread runs ahead and fills the other slots meanwhile
+        assert (buf == i).all()
+        count += 1
+    assert count == 40
+
+
+def test_prefetched_passes_errors_on_and_stops_when_closed():
+    def make(i, slot):
+        if i == 3:
+            raise ValueError("no such block")
+        return i
+
+    with pytest.raises(ValueError, match="no such block"):
+        list(q1._prefetched(make, range(10)))
+    results = q1._prefetched(lambda i, slot: i, range(10 ** 6))
+    assert [next(results) for _ in range(3)] == [0, 1, 2]
+    results.close()  # the thread is told to stop and joined
+    assert not [t for t in threading.enumerate() if t.name == "hw1-q1 blocks"]
+
+
 ORDER = np.random.RandomState(7).permutation(50)
 
 
@@ -334,6 +390,31 @@ def test_training_loop_reorders_cumulatively(tmp_path, monkeypatch):
     for epoch_order in seen:
         expected = expected[np.random.permutation(n)]
         np.testing.assert_array_equal(epoch_order, expected)
+
+
+def test_each_epochs_accuracies_are_those_of_its_weights(capsys):
+    """The training loop evaluates an epoch in the background while the next one trains; its
+    record and lines must still be the course's loop, done by hand here, epoch by epoch."""
+    data = {split: random_problem(n=80, seed=seed)  # random labels: accuracies move
+            for split, seed in (("train", 20), ("dev", 21), ("test", 22))}
+    _, record = q1.train("logistic_regression", data, epochs=5, learning_rate=0.5, seed=3)
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("epoch")]
+    (X, y), (dev_X, dev_y), (test_X, test_y) = data["train"], data["dev"], data["test"]
+    utils.configure_seed(3)
+    model = q1.LogisticRegression(len(np.unique(y)), X.shape[1])
+    order = np.arange(len(y))
+    for epoch in range(5):
+        order = order[np.random.permutation(len(y))]
+        loss = model.train_epoch(X, y, order=order, learning_rate=0.5)
+        train_acc, valid_acc = model.evaluate(X, y), model.evaluate(dev_X, dev_y)
+        assert (record["train_loss"][epoch], record["train_acc"][epoch],
+                record["valid_acc"][epoch]) == (loss, train_acc, valid_acc)
+        assert record["weight_norm"][epoch] == q1.weight_norm(model)
+        assert lines[epoch].startswith(f"epoch {epoch + 1:3d} | train loss {loss:.4f} | "
+                                       f"train acc {train_acc:.4f} | dev acc {valid_acc:.4f}")
+    assert record["test_acc"] == model.evaluate(test_X, test_y)
+    assert len(set(record["train_acc"])) > 1  # the epochs did differ
+    assert record["train_seconds"] == pytest.approx(sum(record["epoch_seconds"]))
 
 
 def test_fast_and_reference_paths_give_the_same_run(tmp_path):
