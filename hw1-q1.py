@@ -196,7 +196,7 @@ class CompactRows:
 
 
 def _grams(Xs, small_integers, out32=None):
-    """Xs (M, B, D) -> the M Gram matrices Xs_m Xs_m^T (M, B, B), float64, strictly lower parts exact.
+    """Xs (M, B, D) -> the Gram matrices Xs_m Xs_m^T (M, B, B), float64, exact below the diagonal.
 
     With small_integers (Xs holds integers in 0..256), they come from a float32 product, which
     is about twice as fast and exact: every term is an integer in 0..2^16, so each
@@ -215,34 +215,40 @@ def _grams(Xs, small_integers, out32=None):
     return G
 
 
-def _prefetched(make, items, depth=2):
-    """Yield make(item, buffer) for each item, computed ahead in a background thread.
+def _prefetched(make, items, depth=2, slots=None):
+    """Yield make(item, slot) for each item, computed ahead in a background thread.
 
     The products and copies `make` runs are numpy calls that release the GIL, so they run on
-    the second core while the caller works through the previous item. `make` writes into one of
-    depth + 2 buffers (lists it may fill, one per slot), so the result the caller holds is never
-    overwritten: the thread is at most depth + 1 items ahead.
+    the second core while the caller works through the previous item. `make` may keep buffers
+    in its slot (a dict; the list `slots`, if given, is filled with them), one of depth + 2
+    used in turn: the thread is at most depth + 1 items ahead, so the result the caller holds
+    is never overwritten. Close the generator (or exhaust it) to stop the thread.
     """
-    slots = [{} for _ in range(depth + 2)]
-    results = queue.Queue(maxsize=depth)
+    slots = [] if slots is None else slots
+    slots.extend({} for _ in range(depth + 2))
+    results = queue.Queue(maxsize=max(depth, 1))
     stop = threading.Event()
+
+    def put(result):
+        while not stop.is_set():
+            try:
+                results.put(result, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
 
     def produce():
         try:
             for i, item in enumerate(items):
-                result = (True, make(item, slots[i % len(slots)]))
-                while not stop.is_set():
-                    try:
-                        results.put(result, timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
-                if stop.is_set():
+                if not put((True, make(item, slots[i % len(slots)]))):
                     return
-        except BaseException as err:  # handed to the caller, raised there
-            results.put((False, err))
+        except _Cancelled:
             return
-        results.put((True, None))
+        except BaseException as err:  # handed to the caller, raised there
+            put((False, err))
+            return
+        put((True, StopIteration))
 
     thread = threading.Thread(target=produce, name="hw1-q1 blocks", daemon=True)
     thread.start()
@@ -251,7 +257,7 @@ def _prefetched(make, items, depth=2):
             ok, result = results.get()
             if not ok:
                 raise result
-            if result is None:
+            if result is StopIteration:
                 return
             yield result
     finally:
@@ -266,10 +272,10 @@ def _blocks(rows, y, order, block_size, coupling, offset=0.0, chunk=1024):
     K_B = coupling[:B, :B] * (X_B X_B^T + offset), (B, B), is in the data's own units (the
     scaling by u^2 is undone exactly): the Gram matrix of the block, scaled elementwise by
     `coupling`, which is zero on and above the diagonal (example k is affected only by the
-    updates of examples j < k). Examples are gathered `chunk` at a time into cache-sized
-    buffers and their blocks' Gram matrices computed as one stacked product, in a background
-    thread (`_prefetched`) while the caller trains on the previous chunk. The arrays yielded
-    are views, valid until the caller asks for the block after the next chunk's.
+    updates of examples j < k). Examples are gathered `chunk` at a time into buffers and
+    their blocks' Gram matrices computed as one stacked product, in a background thread
+    (`_prefetched`) while the caller trains on the previous chunk. The arrays yielded are
+    views into those buffers: use each block before asking for the next one.
     """
     per_chunk = max(1, chunk // block_size) * block_size
     u2 = rows.unit ** 2
@@ -295,12 +301,13 @@ def _blocks(rows, y, order, block_size, coupling, offset=0.0, chunk=1024):
         return Xc, y[idx], Ks, tail if full < len(idx) else None
 
     # the background thread does a few large calls per chunk (it needs the GIL between them)
-    for Xc, yc, Ks, tail in _prefetched(make, range(0, len(order), per_chunk)):
-        for k in range(len(Ks)):
-            rows_k = slice(k * block_size, (k + 1) * block_size)
-            yield Xc[rows_k], yc[rows_k], Ks[k]
-        if tail is not None:
-            yield Xc[len(Ks) * block_size:len(yc)], yc[len(Ks) * block_size:], tail
+    with contextlib.closing(_prefetched(make, range(0, len(order), per_chunk))) as chunks:
+        for Xc, yc, Ks, tail in chunks:
+            for k in range(len(Ks)):
+                rows_k = slice(k * block_size, (k + 1) * block_size)
+                yield Xc[rows_k], yc[rows_k], Ks[k]
+            if tail is not None:
+                yield Xc[len(Ks) * block_size:len(yc)], yc[len(Ks) * block_size:], tail
 
 
 def _lower(B):
@@ -376,18 +383,20 @@ class Perceptron(LinearModel):
         W = self.W * u  # (C, D) so every score and correction below is u^2 times, exactly
         eye = np.eye(W.shape[0])
         update = np.empty_like(W)  # (C, D); a preallocated product is ~5x faster than a new one
-        for XB, yB, LG in _blocks(rows, y, order, block_size, u * u * _lower(block_size)):
-            S0 = XB @ W.T  # (B, C) the scores with the weights at the block's start
-            pred = S0.argmax(axis=1)  # (B,)
-            gold = eye[yB]  # (B, C)
-            T0 = S0 + LG @ gold  # the scores, less sum_{j<k} G_kj onehot(pred_j)
-            for _ in range(len(yB) + 1):
-                new_pred = (T0 - LG @ eye[pred]).argmax(axis=1)
-                if (new_pred == pred).all():
-                    break
-                pred = new_pred
-            U = gold - eye[pred]  # (B, C); zero rows where the prediction is right
-            W += np.matmul(U.T, XB, out=update)
+        blocks = _blocks(rows, y, order, block_size, u * u * _lower(block_size))
+        with contextlib.closing(blocks):  # stops its thread, also if this loop fails
+            for XB, yB, LG in blocks:
+                S0 = XB @ W.T  # (B, C) the scores with the weights at the block's start
+                pred = S0.argmax(axis=1)  # (B,)
+                gold = eye[yB]  # (B, C)
+                T0 = S0 + LG @ gold  # the scores, less sum_{j<k} G_kj onehot(pred_j)
+                for _ in range(len(yB) + 1):
+                    new_pred = (T0 - LG @ eye[pred]).argmax(axis=1)
+                    if (new_pred == pred).all():
+                        break
+                    pred = new_pred
+                U = gold - eye[pred]  # (B, C); zero rows where the prediction is right
+                W += np.matmul(U.T, XB, out=update)
         np.multiply(W, 1.0 / u, out=self.W)
 
 
@@ -433,27 +442,28 @@ class LogisticRegression(LinearModel):
         eye = np.eye(self.W.shape[0])
         update = np.empty_like(self.W)  # (C, D); a preallocated product is ~5x faster
         total = 0.0
-        for XB, yB, K in _blocks(rows, y, order, B, coupling):
-            n = len(yB)
-            gold = eye[yB]  # (B, C)
-            S0 = XB @ self.W.T  # (B, C) u * the scores with the weights at the block's start
-            S0 *= decay[:n]
-            # scores = S0 + K (E - P) = T0 - K P, less each row's max of S0: exp stays in range
-            # as long as the corrections K (E - P) are moderate (a retry below covers the rest)
-            T0 = S0 + K @ gold
-            T0 -= S0.max(axis=1, keepdims=True)
-            P, scores, z = self._solve_block(T0, K, softmax(S0), shift=False)
-            if P is None:  # exp overflowed (a large learning rate): take each row's max out
-                P, scores, z = self._solve_block(T0, K, softmax(S0), shift=True)
-            # cross-entropy of each example before its step: log sum exp(scores) - scores[y]
-            total += np.log(z).sum() - scores[k[:n], yB].sum()
-            error = gold - P  # (B, C)
-            if a != 1.0:
-                error *= (a ** (n - 1 - k[:n]))[:, None]  # the shrinkage still ahead in the block
-                self.W *= a ** n
-            np.matmul(error.T, XB, out=update)
-            update *= lr * inv
-            self.W += update
+        with contextlib.closing(_blocks(rows, y, order, B, coupling)) as blocks:
+            for XB, yB, K in blocks:
+                n = len(yB)
+                gold = eye[yB]  # (B, C)
+                S0 = XB @ self.W.T  # (B, C) u * the scores, weights as at the block's start
+                S0 *= decay[:n]
+                # scores = S0 + K (E - P) = T0 - K P, less each row's max of S0: exp stays in
+                # range as long as the corrections K (E - P) are moderate (else a retry below)
+                T0 = S0 + K @ gold
+                T0 -= S0.max(axis=1, keepdims=True)
+                P, scores, z = self._solve_block(T0, K, softmax(S0), shift=False)
+                if P is None:  # exp overflowed (a large learning rate): take the row maxima out
+                    P, scores, z = self._solve_block(T0, K, softmax(S0), shift=True)
+                # cross-entropy of each example before its step: log sum exp(scores) - scores[y]
+                total += np.log(z).sum() - scores[k[:n], yB].sum()
+                error = gold - P  # (B, C)
+                if a != 1.0:
+                    error *= (a ** (n - 1 - k[:n]))[:, None]  # the shrinkage still ahead
+                    self.W *= a ** n
+                np.matmul(error.T, XB, out=update)
+                update *= lr * inv
+                self.W += update
         return total / len(order)
 
     @staticmethod
@@ -563,38 +573,96 @@ class MLP:
         order = np.arange(len(y)) if order is None else np.asarray(order)
         if not fast:
             return float(np.mean([self.update_weight(X[i], y[i], learning_rate) for i in order]))
-        coupling = learning_rate * _lower(block_size)  # (B, B)
-        rows = CompactRows.of(X)
-        update = np.empty_like(self.W[0])  # (H, D); a preallocated product is much faster
-        total = 0.0
-        for XB, yB, K in _blocks(rows, y, order, block_size, coupling, offset=1.0):
-            total += self._train_block(XB, yB, K, learning_rate, 1.0 / rows.unit, update)
+        return self._train_epoch_fast(CompactRows.of(X), y, order, learning_rate, block_size)
+
+    def _train_epoch_fast(self, rows, y, order, lr, block_size):
+        """Per-example SGD over blocks of B examples, the first layer in a second thread.
+
+        The first layer (H x D, the bulk of the work) is never updated example by example.
+        With dA_b (B, H) the gradients at its pre-activations in block b, example k of the
+        block sees W_0 - lr sum_{j<k} dA_j x_j^T and b_0 - lr sum_{j<k} dA_j, so its
+        pre-activation is
+            (X_b W_0^T + b_0)_k - lr sum_{j<k} (x_j.x_k + 1) dA_j = A0_k - (K_b dA_b)_k,
+        with K_b = lr * strictly-lower(X_b X_b^T + 1) (B, B) and W_0, b_0 as at the block's
+        start. `_train_block` walks the block's examples through the small layers above.
+
+        A0 is one product per block, and so is the block's update of W_0, both done by a
+        background thread (numpy's products release the GIL) while this thread walks the
+        previous block. So the thread computes X_b W_0^T from W_0 as it was before block
+        b - 1, and the walk adds the missing update: X_b (W_0 - lr dA_{b-1}^T X_{b-1})^T
+        = X_b W_0^T - lr (X_b X_{b-1}^T) dA_{b-1}. The same sums, in another order.
+
+        `rows` hold u X, u a power of two (CompactRows): undone exactly.
+        """
+        inv = 1.0 / rows.unit
+        u2 = rows.unit ** 2
+        W0 = self.W[0]  # updated in place, by the background thread only, during the epoch
+        coupling = lr * _lower(block_size) / u2  # (B, B)
+        step = np.empty_like(W0)  # (H, D); a preallocated product is much faster
+        gradients = queue.Queue()  # dA of each block, from this thread to the background one
+        starts = list(range(0, len(order), block_size))
+
+        def first_layer(b, slot):
+            """Block b's labels, K_b, lr X_b X_{b-1}^T and X_b W_0^T with W_0 as after block
+            b - 2 (whose update it applies first); for b past the last block, the last two
+            updates, and Nones."""
+            last = b == len(starts)
+            for j in (b - 2, b - 1) if last else (b - 2,):
+                if j >= 0:
+                    dA = gradients.get()
+                    if dA is None:  # the caller stopped
+                        raise _Cancelled
+                    np.matmul(dA.T, slots[j % len(slots)]["rows"], out=step)  # (H, D)
+                    np.multiply(step, lr * inv, out=step)
+                    np.subtract(W0, step, out=W0)
+            if last:
+                return None, None, None, None
+            idx = order[starts[b]:starts[b] + block_size]
+            if "X" not in slot:
+                slot["X"] = np.empty((block_size, rows.shape[1]))
+            XB = slot["rows"] = rows.rows(idx, slot["X"])  # (B, D) u X_b
+            n = len(idx)
+            previous = slots[(b - 1) % len(slots)]["rows"] if b else XB[:0]
+            G = XB @ np.vstack((XB, previous)).T  # (B, 2B): X_b X_b^T and X_b X_{b-1}^T
+            K = coupling[:n, :n] * (G[:, :n] + u2)
+            return y[idx], K, G[:, n:] * (lr / u2), (XB @ W0.T) * inv
+
+        slots = []
+        total, dA = 0.0, None
+        # depth 1: three slots of rows, for blocks b, b - 1 and b - 2
+        blocks = _prefetched(first_layer, range(len(starts) + 1), depth=1, slots=slots)
+        try:
+            for yB, K, cross, A0 in blocks:
+                if yB is None:
+                    break  # W_0 has all of the epoch's updates
+                A0 += self.b[0]  # (B, H)
+                if dA is not None:
+                    A0 -= cross @ dA
+                loss, dA = self._train_block(A0, yB, K, lr)
+                total += loss
+                self.b[0] -= lr * dA.sum(axis=0)
+                gradients.put(dA)
+        finally:
+            gradients.put(None)  # wakes the background thread if it still waits for one
+            blocks.close()
         return total / len(order)
 
-    def _train_block(self, XB, yB, K, lr, inv=1.0, update=None):
-        """Per-example SGD over the block XB (B, D), yB (B,); returns the summed loss.
+    def _train_block(self, A0, yB, K, lr):
+        """Per-example SGD of the layers above the first over one block.
 
-        XB may be the block scaled by 1/inv, a power of two (CompactRows): undone exactly.
-
-        The first layer (D x H, the bulk of the work) is never updated example by example.
-        With dA (B, H) the gradients at its pre-activations, example k sees
-        W_0 - lr sum_{j<k} dA_j x_j^T and b_0 - lr sum_{j<k} dA_j, so its pre-activation is
-            (XB W_0^T + b_0)_k - lr sum_{j<k} (x_j.x_k + 1) dA_j = A0_k - (K dA)_k,
-        with K = lr * strictly-lower(XB XB^T + 1) (B, B). A0 is one product for the block, and
-        so is the block's update of W_0. The small layers above are updated per example, with
-        the bias kept as the last column of each weight matrix and a 1 appended to its input.
+        A0 (B, H) are the first layer's pre-activations at the block's start and K (B, B) their
+        coupling (see `_train_epoch_fast`). Updates the upper layers in place, with the bias
+        kept as the last column of each weight matrix and a 1 appended to its input; returns
+        the block's summed loss and dA (B, H), the gradients at the first layer's
+        pre-activations.
         """
         n_layers = len(self.W)
-        A0 = XB @ self.W[0].T  # (B, H)
-        if inv != 1.0:
-            A0 *= inv
-        A0 += self.b[0]
         dA = np.zeros_like(A0)  # (B, H)
         Wb = [np.hstack((self.W[l], self.b[l][:, None])) for l in range(1, n_layers)]
         Wv = [W[:, :-1] for W in Wb]  # views without the bias column, for the backward
         hb = [np.ones(W.shape[1] + 1) for W in self.W[1:]]  # inputs of the layers above, + [1]
         total = 0.0
-        for k, y_k in enumerate(yB):
+        for k, y_k in enumerate(yB.tolist()):
             acts = [A0[k] - K[k, :k] @ dA[:k]]  # (H,) pre-activations, layer by layer
             for l in range(n_layers - 1):
                 np.maximum(acts[l], 0, out=hb[l][:-1])
@@ -612,14 +680,14 @@ class MLP:
                 dh = dout @ Wv[l]  # (H,) with the weights before this example's step
                 Wb[l] -= np.multiply.outer(lr * dout, hb[l])
                 dout = np.multiply(dh, acts[l] > 0, out=dA[k] if l == 0 else None)
-        update = np.matmul(dA.T, XB, out=update)  # (H, D)
-        update *= lr * inv
-        self.W[0] -= update
-        self.b[0] -= lr * dA.sum(axis=0)
         for l in range(1, n_layers):
             self.W[l][...] = Wb[l - 1][:, :-1]
             self.b[l][...] = Wb[l - 1][:, -1]
-        return total
+        return total, dA
+
+
+class _Cancelled(Exception):
+    """The consumer of `_prefetched` stopped before the producer was done."""
 
 
 # ----------------------------------------------------------------------------- training loop

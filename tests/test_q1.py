@@ -341,6 +341,17 @@ def test_mlp_fast_path_matches_reference(layers, block_size):
     assert all(not np.allclose(W0, W) for W0, W in zip(start, ref.W))  # it did train
 
 
+@pytest.mark.parametrize("model", q1.MODELS)
+def test_a_failing_epoch_stops_its_background_thread(model):
+    X, y = random_problem(n=300, seed=4, bias=(model != "mlp"))
+    y[200] = 99  # no such class: the epoch fails at that example, with blocks still to come
+    np.random.seed(0)
+    net = q1.build_model(model, 4, X.shape[1], hidden_size=6)
+    with pytest.raises(IndexError):
+        net.train_epoch(X, y, block_size=16, learning_rate=0.01)
+    assert not [t for t in threading.enumerate() if t.name == "hw1-q1 blocks"]
+
+
 def test_train_epoch_visits_examples_in_the_given_order():
     """order=o on X is the same as X[o] in its own order (the course's reordering)."""
     X, y = random_problem(n=50, seed=6)
