@@ -240,6 +240,37 @@ def test_predict_on_compact_rows_is_the_same(pixels):
     np.testing.assert_array_equal(mlp.predict(rows), mlp.predict(X[:, :-1]))
 
 
+def test_mlp_predict_in_checked_float32_gives_float64_labels(monkeypatch):
+    """One hidden layer on 8-bit rows: float32 products, each label checked against a bound on
+    their rounding; close calls are redone in float64. Same labels as float64, ties included."""
+    X, _ = random_problem(n=5000, d=40, seed=13, bias=False)
+    rows = q1.CompactRows(X)
+    rng = np.random.RandomState(1)
+    mlp = q1.MLP(5, 40, hidden_size=30, layers=1)
+    mlp.W = [rng.randn(30, 40), rng.randn(5, 30)]
+    mlp.b = [3 * rng.randn(30), np.zeros(5)]
+    redone = []
+    float64 = q1.MLP.predict_float64
+    monkeypatch.setattr(q1.MLP, "predict_float64",
+                        lambda self, Xs: redone.append(len(Xs)) or float64(self, Xs))
+    np.testing.assert_array_equal(mlp.predict(rows), float64(mlp, X))
+    assert sum(redone) < len(X) / 20  # float32 settles nearly all of them
+    mlp.W[1][3] = mlp.W[1][1]  # classes 1 and 3 tie: 1 wins
+    mlp.W[1][4] = mlp.W[1][0] * (1 + 1e-9)  # 0 and 4: closer than float32 can tell
+    redone.clear()
+    labels, expected = mlp.predict(rows), float64(mlp, X)
+    np.testing.assert_array_equal(labels, expected)
+    assert sum(redone) > 0 and 1 in set(expected) and 3 not in set(expected)
+    redone.clear()
+    np.testing.assert_array_equal(mlp.predict(X), expected)  # float64 rows: float64
+    assert redone == [len(X)]
+    mlp.W[1][0, 0] = np.inf  # float32 could overflow: float64
+    redone.clear()
+    with np.errstate(invalid="ignore"):
+        np.testing.assert_array_equal(mlp.predict(rows), float64(mlp, X))
+    assert redone == [len(X)]
+
+
 def test_block_grams_from_float32_are_exact():
     """The float32 Gram matrices of integer blocks equal the float64 ones below the diagonal,
     also where a sum reaches 2^24 and float32 alone would round (that block is redone)."""
