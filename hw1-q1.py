@@ -23,6 +23,12 @@ implementations of that same computation, chosen with `-impl`:
   float64), turned into float64 a cache-sized slice at a time: the same float64 products,
   scaled by a power of two.
 
+Both cores work: a background thread gathers the next blocks and their Gram matrices (for the
+MLP, also the first layer's products and updates), and each epoch's accuracies are computed
+from a copy of its weights while the next epoch trains. numpy's products release the GIL, so
+these run beside the sequential walk. Only the MLP's sums change order (see
+MLP._train_epoch_fast); everything else is the same as when done in turn.
+
 The training loop is the course's, so that its published numbers reproduce: perceptron dev
 0.7236 / test 0.6193, logistic regression dev 0.8251 / test 0.7028 (20 epochs, seed 42).
 """
