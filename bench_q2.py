@@ -69,6 +69,7 @@ def child(case, impl, epochs, threads, data_path, weights_path):
         "load": [load_before, os.getloadavg()[0]],
         "manual_sgd": impl == "fast" and q2.manual_sgd_applies(model, optimizer, criterion,
                                                                "cpu"),
+        "loop": history["loop"],
     }))
 
 
@@ -154,7 +155,7 @@ def main():
                 verdict += f" (projected from {args.epochs} epochs: {projected:.1f} s)"
             print(f"  ratio reference/fast: {scaled / fast['seconds']:.1f}x; target (20 epochs) "
                   f"<= {settings['target']:.0f} s: {verdict}; fast path: "
-                  f"{'ManualSGD' if fast['manual_sgd'] else 'autograd'}")
+                  f"{'ManualSGD' if fast['manual_sgd'] else 'autograd'}, {fast['loop']} loop")
             same_length = reference_epochs == args.epochs
             print(f"  {compare(fast, reference, args.epochs, weights if same_length else None)}")
 

@@ -11,8 +11,10 @@ evaluation. `-impl reference` runs exactly that. The default, `-impl fast`, comp
 numbers faster: `shuffled_order` draws the random numbers a DataLoader draws, in the same order,
 so batches can be slices of pre-made tensors; and with SGD on the CPU, ManualSGD runs the
 forward, backward and update with the very kernels autograd and the optimizer call, without
-their per-step overhead. tests/test_q2.py checks the two flows agree bit for bit on synthetic
-data and to the fourth decimal on the real data; bench_q2.py times them.
+their per-step overhead (for Table 1's network the first layer's weight is stored transposed,
+which halves the time of its forward product; a run-time check confirms that MKL's kernels
+for that layout give the same bits). tests/test_q2.py checks the two flows agree bit for bit
+on synthetic data and to the fourth decimal on the real data; bench_q2.py times them.
 
 Per epoch it prints the mean training loss (over that epoch's batches; the skeleton's running
 mean spans all epochs so far), the dev loss and accuracy and the seconds; then `Final test acc`
@@ -196,9 +198,13 @@ class EpochBatches:
             self.X_epoch = torch.empty_like(X)
             self.X_views = self.X_epoch.split(batch_size)
 
-    def __call__(self):
+    def shuffle(self):
+        """Draw the epoch's order (`order`) and gather its labels (`y_epoch`, `y_views`)."""
         self.order.copy_(shuffled_order(len(self.X)))
         torch.index_select(self.y, 0, self.order, out=self.y_epoch)
+
+    def __call__(self):
+        self.shuffle()
         if self.per_batch:
             X = self.X
             return (X.index_select(0, index) for index in self.order_views), self.y_views
@@ -268,13 +274,65 @@ def manual_sgd_applies(model, optimizer, criterion, device):
             and criterion.ignore_index == -100 and criterion.label_smoothing == 0.0)
 
 
+def transposed_first_layer_matches(rows, n_features, hidden, dtype, trials=3):
+    """Whether a first layer kept transposed, (n_features, hidden), gives the same bits as the
+    usual one for batches of each size in `rows`: addmm(b, X, W.t().contiguous()) as
+    addmm(b, X, W.t()), and X.t() @ g as (g.t() @ X).t().
+
+    MKL computes these with other kernels ("NN" instead of "TN", ...) that add the same
+    products in the same order here, but nothing promises it for every shape and CPU; a
+    difference in order changes the last bits of almost every entry of random operands, so a
+    few random trials tell. Draws from a private generator: the run's random numbers are
+    untouched.
+    """
+    generator = torch.Generator().manual_seed(0)
+
+    def draw(*shape):
+        return torch.randn(*shape, generator=generator, dtype=dtype)
+
+    for size in rows:
+        for _ in range(trials):
+            W, b, X, g = draw(hidden, n_features), draw(hidden), draw(size, n_features), \
+                draw(size, hidden)
+            if not (torch.equal(torch.addmm(b, X, W.t()), torch.addmm(b, X, W.t().contiguous()))
+                    and torch.equal(g.t().mm(X).t(), X.t().mm(g))):
+                return False
+    return True
+
+
+class FlatParameters:
+    """An MLP's [W1.t(), b1, W2, b2] as views into one buffer, and their gradients at the same
+    places in another, so SGD's update of all four is one elementwise `add_` (the same bits
+    as four). The first layer's weight is stored transposed; W2 starts 64-byte aligned, as a
+    tensor of its own would."""
+
+    def __init__(self, n_features, hidden, n_classes, dtype):
+        first = n_features * hidden + hidden
+        second = -(-first // 16) * 16  # 16 floats or more = 64 bytes
+        size = second + n_classes * hidden + n_classes
+        self.params, self.grads = torch.zeros(size, dtype=dtype), torch.zeros(size, dtype=dtype)
+        self.param_views, self.grad_views = (
+            (flat[:first - hidden].view(n_features, hidden), flat[first - hidden:first],
+             flat[second:size - n_classes].view(n_classes, hidden), flat[size - n_classes:])
+            for flat in (self.params, self.grads))
+
+    def load(self, W1, b1, W2, b2):
+        for view, value in zip(self.param_views, (W1.t(), b1, W2, b2)):
+            view.copy_(value)
+
+    def store(self, W1, b1, W2, b2):
+        for value, view in zip((W1.t(), b1, W2, b2), self.param_views):
+            value.copy_(view)
+
+
 class ManualSGD:
     """SGD epochs without autograd whose every step equals train_batch's, bit for bit.
 
     For our two models, SGD on the CPU and the default cross-entropy, train_batch runs these
     kernels, and so does this class, on the same operands. Forward, per hidden block: addmm
     (F.linear), relu or tanh, and in training mode dropout's bernoulli_(1 - p), div_(1 - p) and
-    mul (the same random numbers: one bernoulli_ call per block and step); then addmm,
+    mul (the same random numbers: one bernoulli_ call per block and step, or per chunk of
+    steps, which draws the same); then addmm,
     _log_softmax and nll_loss. Backward: nll_loss_backward (-1/batch at the gold class),
     _log_softmax_backward_data, then per Linear autograd's addmm formulas: mm for the weight,
     sum over the batch for the bias, mm for the input; back through dropout (mul by the same
@@ -286,8 +344,10 @@ class ManualSGD:
     gives a 1 (see _dropout_scale); with one example per batch the bias gradient's sum over the
     batch is that row itself (added through a (1, H) view of the bias); and the losses, needed
     only for reporting, are read after the epoch from the saved log-probabilities when batches
-    hold one example (nll_loss of one example is -logp[gold] / 1). tests/test_q2.py checks the
-    whole against the DataLoader flow.
+    hold one example (nll_loss of one example is -logp[gold] / 1). One more is checked at run
+    time: the loop for one hidden block and batches of two or more keeps the first layer's
+    weight transposed (see _transposed_mlp_epoch). tests/test_q2.py checks the whole against
+    the DataLoader flow.
     """
 
     FORWARD = {"relu": torch.relu, "tanh": torch.tanh}
@@ -318,6 +378,16 @@ class ManualSGD:
         # dropout noise, one reused tensor per block: bernoulli_ overwrites all of it
         self.noise = [torch.empty(batch_size, weight.shape[0], dtype=dtype)
                       for weight, *_ in self.hidden]
+        self.transposed = self._transposed_applies(n, batch_size, dtype)
+        if self.transposed:  # buffers of _transposed_mlp_epoch
+            (W1, *_), = self.hidden
+            hidden, n_features = W1.shape
+            self.flat = FlatParameters(n_features, hidden, n_classes, dtype)
+            self.chunk_batches = max(1, self.CHUNK_ROWS // batch_size)
+            rows = self.chunk_batches * batch_size
+            self.X_chunk = torch.empty(rows, n_features, dtype=dtype)
+            self.noise_chunk = torch.empty(rows, hidden, dtype=dtype)
+            self.chunk_views = self._chunk_views(rows)  # those of a full chunk, made once
 
     @staticmethod
     def _dropout_scale(p, batch_size, width, dtype):
@@ -460,6 +530,97 @@ class ManualSGD:
             b2_target.add_(grad_b2, alpha=-lr)
         return losses
 
+    # examples whose rows _transposed_mlp_epoch gathers, and whose dropout noise it draws, in
+    # one call each (3 MB of Kuzushiji-MNIST rows); 64 to 4096 measured the same
+    CHUNK_ROWS = 1024
+
+    def _transposed_applies(self, n, batch_size, dtype):
+        """Whether _transposed_mlp_epoch can run: one hidden block of two units or more (so
+        the activation is never "column-major", see step), batches of two examples or more
+        (batches of one have their own shortcuts), and MKL's transposed products exact for
+        these shapes (transposed_first_layer_matches)."""
+        if len(self.hidden) != 1 or batch_size < 2:
+            return False
+        (W1, *_), = self.hidden
+        hidden, n_features = W1.shape
+        rows = {batch_size, n % batch_size or batch_size}  # the last batch may be smaller
+        return hidden >= 2 and transposed_first_layer_matches(sorted(rows), n_features,
+                                                              hidden, dtype)
+
+    def _chunk_views(self, rows):
+        """The batches of X_chunk[:rows], their transposes, and those of noise_chunk[:rows]."""
+        X_views = self.X_chunk[:rows].split(self.batch_size)
+        return (X_views, [X_b.t() for X_b in X_views],
+                self.noise_chunk[:rows].split(self.batch_size))
+
+    def _transposed_mlp_epoch(self, lr):
+        """_plain_mlp_epoch for batches of two or more, with the same kernels on the same
+        numbers (so the same bits) but less work per step; Table 1's network spends its time
+        here. Returns nll_loss per batch. The differences:
+
+        - The first layer's weight is kept transposed during the epoch (in FlatParameters):
+          MKL's product of X_b with it takes about half the time of the product with
+          W1.t(), and gives the same bits (transposed_first_layer_matches checks this at run
+          time); its gradient is computed transposed to match, X_b.t() @ g.
+        - The gradients go into the preallocated FlatParameters buffer (mm and sum with
+          out=), instead of a fresh (hidden, features) tensor per step, and the four
+          parameters take their SGD step in one add_.
+        - The rows of CHUNK_ROWS examples are gathered at once, and their dropout noise
+          drawn at once: bernoulli_ draws element by element from the global generator, and
+          nothing else draws during an epoch, so one call for many batches draws exactly what
+          one call per batch draws.
+        """
+        (W1, b1, activation, (activation_backward, extra), p, scale), = self.hidden
+        W2, b2 = self.output
+        flat = self.flat
+        flat.load(W1, b1, W2, b2)
+        W1T, b1_, W2_, b2_ = flat.param_views
+        W2_t = W2_.t()  # F.linear(a, W2, b2) is addmm(b2, a, W2.t()): one call, not three
+        grad_W1T, grad_b1, grad_W2, grad_b2 = flat.grad_views
+        params, grads = flat.params, flat.grads
+        dropout = p > 0 and self.model.training
+        keep, dtype = 1 - p, W1.dtype
+        addmm, mm, log_softmax, nll_loss, sum_ = (
+            torch.addmm, torch.mm, torch.log_softmax, F.nll_loss, torch.sum)
+        log_softmax_backward = torch._log_softmax_backward_data
+        X, order, y_views = self.batches.X, self.batches.order, self.batches.y_views
+        g_views, logp_views = self.views
+        n, batch_size, step = len(order), self.batch_size, self.chunk_batches
+        losses = []
+        for first in range(0, len(y_views), step):
+            last = min(first + step, len(y_views))
+            start, stop = first * batch_size, min(last * batch_size, n)
+            rows = stop - start
+            torch.index_select(X, 0, order[start:stop], out=self.X_chunk[:rows])
+            X_views, XT_views, noise_views = self.chunk_views if rows == len(self.X_chunk) \
+                else self._chunk_views(rows)
+            if dropout:  # as dropout does, for all the chunk's batches at once
+                noise_chunk = self.noise_chunk[:rows]
+                noise_chunk.bernoulli_(keep)
+                if scale is None:
+                    noise_chunk.div_(keep)
+                else:
+                    noise_chunk.mul_(scale)
+            for X_b, XT_b, noise, y_b, g_b, logp_b in zip(
+                    X_views, XT_views, noise_views, y_views[first:last], g_views[first:last],
+                    logp_views[first:last]):
+                h = activation(addmm(b1_, X_b, W1T))
+                a = h * noise if dropout else h
+                log_softmax(addmm(b2_, a, W2_t), 1, out=logp_b)
+                losses.append(nll_loss(logp_b, y_b))
+                g = log_softmax_backward(g_b, logp_b, 1, dtype)
+                mm(g.t(), a, out=grad_W2)
+                sum_(g, 0, out=grad_b2)
+                g = g.mm(W2_)  # a has two columns or more: never "column-major" (see step)
+                if dropout:
+                    g = g * noise
+                g = activation_backward(g, h, *extra)
+                mm(XT_b, g, out=grad_W1T)
+                sum_(g, 0, out=grad_b1)
+                params.add_(grads, alpha=-lr)
+        flat.store(W1, b1, W2, b2)
+        return losses
+
     def _epoch(self, batches, single, buffers, lr, weight_decay, momentum, dampening):
         """step() then torch.optim.SGD's _single_tensor_sgd, line for line, per batch.
         Returns nll_loss per batch (none when `single`); updates `buffers` (momentum)."""
@@ -497,13 +658,20 @@ class ManualSGD:
         state = [self.optimizer.state[p] for p in self.params]
         buffers = [s.get("momentum_buffer") for s in state]
         single = self.batch_size == 1
-        X_batches, y_batches = self.batches()
+        plain = sgd["weight_decay"] == 0 and sgd["momentum"] == 0
+        transposed = plain and self.transposed
+        if transposed:
+            self.batches.shuffle()  # the loop gathers its own rows
+        else:
+            X_batches, y_batches = self.batches()
         gold = self.batches.y_epoch
         with torch.inference_mode():
             self.grad_logp.zero_().scatter_(1, gold[:, None], self.gold_values)
-            batches = zip(X_batches, y_batches, *self.views)
-            plain = sgd["weight_decay"] == 0 and sgd["momentum"] == 0
-            if plain and not self.hidden:
+            batches = None if transposed else zip(X_batches, y_batches, *self.views)
+            if transposed:
+                self.loop = "plain one-hidden-layer network, first layer transposed"
+                losses = self._transposed_mlp_epoch(sgd["lr"])
+            elif plain and not self.hidden:
                 self.loop = "plain logistic regression"
                 losses = self._plain_logreg_epoch(batches, sgd["lr"], single)
             elif plain and len(self.hidden) == 1:

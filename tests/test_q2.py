@@ -130,8 +130,11 @@ def test_epoch_batches_are_the_dataloader_batches(batch_size):
 # ----------------------------------------------------------------------------- fast == oracle
 
 # name: (flow settings, the training loop the fast flow must run)
-LOGREG, MLP, GENERAL = ("plain logistic regression", "plain one-hidden-layer network",
-                        "general")
+LOGREG, MLP, MLP_T, GENERAL = ("plain logistic regression", "plain one-hidden-layer network",
+                               "plain one-hidden-layer network, first layer transposed",
+                               "general")
+# MLP_T where transposed_first_layer_matches accepts the shapes on this machine, else MLP
+MLP_T_IF_EXACT = "transposed if exact"
 SYNTHETIC_CASES = {
     # single-example shortcuts: bias rows, losses read after the epoch
     "logreg-batch1": (dict(model_name="logistic_regression", batch_size=1,
@@ -142,11 +145,18 @@ SYNTHETIC_CASES = {
                                           learning_rate=0.05, l2_decay=0.01, momentum=0.9),
                                      GENERAL),
     "mlp-defaults": (dict(model_name="mlp", batch_size=16, learning_rate=0.01, hidden_size=20),
-                     MLP),
+                     MLP_T),  # a smaller last batch: 60 = 3*16 + 12
+    "mlp-tanh-batch2": (dict(model_name="mlp", batch_size=2, learning_rate=0.05, hidden_size=6,
+                             activation="tanh", dropout=0.5), MLP_T_IF_EXACT),
+    # here MKL adds a one-row product in another order when transposed: the usual loop runs
+    "mlp-last-batch-of-one": (dict(model_name="mlp", batch_size=59, learning_rate=0.5,
+                                   hidden_size=7), MLP_T_IF_EXACT),  # 60 = 59 + 1
     "mlp-batch1-tanh": (dict(model_name="mlp", batch_size=1, learning_rate=0.05, hidden_size=6,
                              activation="tanh", dropout=0.2), MLP),
     "mlp-no-dropout-batch7": (dict(model_name="mlp", batch_size=7, learning_rate=0.1,
-                                   hidden_size=9, dropout=0.0), MLP),
+                                   hidden_size=9, dropout=0.0), MLP_T_IF_EXACT),
+    "mlp-hidden1-batch4": (dict(model_name="mlp", batch_size=4, learning_rate=0.1,
+                                hidden_size=1), MLP),  # one unit: not transposed
     # a (1, 1) hidden activation is "column-major": autograd's other mm for the input
     "mlp-hidden1-batch1": (dict(model_name="mlp", batch_size=1, learning_rate=0.1,
                                 hidden_size=1), MLP),
@@ -179,6 +189,13 @@ def test_fast_flow_equals_course_flow_bit_for_bit(tmp_path, case, side):
         oracle, oracle_optim, expected = course_flow(path, epochs=3, **kwargs)
     model, optim, history, _ = fast_flow(path, epochs=3, **kwargs)
 
+    if loop == MLP_T_IF_EXACT:
+        batch_size, n = kwargs["batch_size"], 60  # make_tiny_dataset's training set
+        exact = q2.transposed_first_layer_matches(sorted({batch_size, n % batch_size or
+                                                          batch_size}),
+                                                  side * side, kwargs["hidden_size"],
+                                                  torch.float32)
+        loop = MLP_T if exact else MLP
     assert history["loop"] == loop  # the case tests the loop it is meant to
     assert_same_parameters(model, oracle)
     assert torch.equal(history["last_losses"], expected["last_losses"])
@@ -187,6 +204,50 @@ def test_fast_flow_equals_course_flow_bit_for_bit(tmp_path, case, side):
     for p, q in zip(model.parameters(), oracle.parameters()):
         for key, value in oracle_optim.state[q].items():
             assert torch.equal(optim.state[p][key], value), key
+
+
+@pytest.mark.parametrize("batch_size,chunk_rows", [(3, 8), (7, 15), (4, 4)])
+@pytest.mark.parametrize("probe", [True, False], ids=["transposed", "probe-fails"])
+def test_transposed_loop_across_chunks_equals_course_flow(tiny_data, monkeypatch, batch_size,
+                                                          chunk_rows, probe):
+    """_transposed_mlp_epoch with chunks of a few batches (rows gathered and dropout noise
+    drawn per chunk; a smaller last chunk, and with batch 7 a smaller last batch in it) gives
+    the DataLoader flow's numbers bit for bit; when the run-time check of MKL's transposed
+    products fails, the usual loop runs instead, with the same numbers."""
+    monkeypatch.setattr(q2.ManualSGD, "CHUNK_ROWS", chunk_rows)
+    if not probe:
+        monkeypatch.setattr(q2, "transposed_first_layer_matches", lambda *args: False)
+    kwargs = dict(model_name="mlp", batch_size=batch_size, learning_rate=0.05, hidden_size=10,
+                  dropout=0.3)
+    with q2.num_threads(1):
+        oracle, _, expected = course_flow(tiny_data, epochs=3, **kwargs)
+    model, _, history, _ = fast_flow(tiny_data, epochs=3, **kwargs)
+    assert history["loop"] == (MLP_T if probe else MLP)
+    assert_same_parameters(model, oracle)
+    assert torch.equal(history["last_losses"], expected["last_losses"])
+    for key in ("train_loss", "valid_loss", "valid_acc"):
+        assert history[key] == expected[key], key
+
+
+def test_transposed_first_layer_check_leaves_the_random_state_alone():
+    """The check draws from its own generator; on this machine MKL's transposed products
+    are exact for Table 1's shapes (else the mlp runs the slower loop: see bench_q2.py)."""
+    torch.manual_seed(4)
+    state = torch.get_rng_state()
+    assert q2.transposed_first_layer_matches([16], 784, 100, torch.float32)
+    assert torch.equal(torch.get_rng_state(), state)
+
+
+def test_dropout_noise_drawn_for_many_batches_at_once_is_the_per_batch_noise():
+    """One bernoulli_ over a chunk of batches draws what one call per batch draws, in the
+    same order, and leaves the generator in the same state."""
+    torch.manual_seed(2)
+    per_batch = torch.cat([torch.empty(16, 37).bernoulli_(0.7) for _ in range(5)]
+                          + [torch.empty(3, 37).bernoulli_(0.7)])
+    state = torch.get_rng_state()
+    torch.manual_seed(2)
+    assert torch.equal(torch.empty(83, 37).bernoulli_(0.7), per_batch)
+    assert torch.equal(torch.get_rng_state(), state)
 
 
 def test_momentum_state_left_by_manual_sgd_works_with_autograd(tiny_data):
@@ -240,6 +301,7 @@ def test_real_data_mlp_matches_course_flow(real_data_path):
     differently with two): equal to the fourth decimal, and here bit for bit too."""
     model, oracle, history = compare_on_real_data(real_data_path, threads=1, model_name="mlp",
                                                   epochs=1, batch_size=16, learning_rate=0.01)
+    assert history["loop"] == MLP_T
     assert history["valid_acc"][0] > 0.75
     assert_same_parameters(model, oracle)
 
