@@ -23,11 +23,10 @@ implementations of that same computation, chosen with `-impl`:
   float64), turned into float64 a cache-sized slice at a time: the same float64 products,
   scaled by a power of two.
 
-Both cores work: a background thread gathers the next blocks and their Gram matrices (for the
-MLP, also the first layer's products and updates), and each epoch's accuracies are computed
-from a copy of its weights while the next epoch trains. numpy's products release the GIL, so
-these run beside the sequential walk. Only the MLP's sums change order (see
-MLP._train_epoch_fast); everything else is the same as when done in turn.
+Both cores work: a background thread gathers the next blocks and their Gram matrices, and each
+epoch's accuracies are computed from a copy of its weights while the next epoch trains.
+numpy's products release the GIL, so these run beside the sequential walk; every number is
+the same as when done in turn.
 
 The training loop is the course's, so that its published numbers reproduce: perceptron dev
 0.7236 / test 0.6193, logistic regression dev 0.8251 / test 0.7028 (20 epochs, seed 42).
@@ -240,17 +239,16 @@ def _grams(Xs, small_integers, out32=None):
     return G
 
 
-def _prefetched(make, items, depth=2, slots=None):
+def _prefetched(make, items, depth=2):
     """Yield make(item, slot) for each item, computed ahead in a background thread.
 
     The products and copies `make` runs are numpy calls that release the GIL, so they run on
     the second core while the caller works through the previous item. `make` may keep buffers
-    in its slot (a dict; the list `slots`, if given, is filled with them), one of depth + 2
-    used in turn: the thread is at most depth + 1 items ahead, so the result the caller holds
-    is never overwritten. Close the generator (or exhaust it) to stop the thread.
+    in its slot (a dict), one of depth + 2 used in turn: the thread is at most depth + 1 items
+    ahead, so the result the caller holds is never overwritten. Close the generator (or
+    exhaust it) to stop the thread.
     """
-    slots = [] if slots is None else slots
-    slots.extend({} for _ in range(depth + 2))
+    slots = [{} for _ in range(depth + 2)]
     results = queue.Queue(maxsize=max(depth, 1))
     stop = threading.Event()
 
@@ -268,8 +266,6 @@ def _prefetched(make, items, depth=2, slots=None):
             for i, item in enumerate(items):
                 if not put((True, make(item, slots[i % len(slots)]))):
                     return
-        except _Cancelled:
-            return
         except BaseException as err:  # handed to the caller, raised there
             put((False, err))
             return
@@ -639,96 +635,40 @@ class MLP:
         order = np.arange(len(y)) if order is None else np.asarray(order)
         if not fast:
             return float(np.mean([self.update_weight(X[i], y[i], learning_rate) for i in order]))
-        return self._train_epoch_fast(CompactRows.of(X), y, order, learning_rate, block_size)
-
-    def _train_epoch_fast(self, rows, y, order, lr, block_size):
-        """Per-example SGD over blocks of B examples, the first layer in a second thread.
-
-        The first layer (H x D, the bulk of the work) is never updated example by example.
-        With dA_b (B, H) the gradients at its pre-activations in block b, example k of the
-        block sees W_0 - lr sum_{j<k} dA_j x_j^T and b_0 - lr sum_{j<k} dA_j, so its
-        pre-activation is
-            (X_b W_0^T + b_0)_k - lr sum_{j<k} (x_j.x_k + 1) dA_j = A0_k - (K_b dA_b)_k,
-        with K_b = lr * strictly-lower(X_b X_b^T + 1) (B, B) and W_0, b_0 as at the block's
-        start. `_train_block` walks the block's examples through the small layers above.
-
-        A0 is one product per block, and so is the block's update of W_0, both done by a
-        background thread (numpy's products release the GIL) while this thread walks the
-        previous block. So the thread computes X_b W_0^T from W_0 as it was before block
-        b - 1, and the walk adds the missing update: X_b (W_0 - lr dA_{b-1}^T X_{b-1})^T
-        = X_b W_0^T - lr (X_b X_{b-1}^T) dA_{b-1}. The same sums, in another order.
-
-        `rows` hold u X, u a power of two (CompactRows): undone exactly.
-        """
-        inv = 1.0 / rows.unit
-        u2 = rows.unit ** 2
-        W0 = self.W[0]  # updated in place, by the background thread only, during the epoch
-        coupling = lr * _lower(block_size) / u2  # (B, B)
-        step = np.empty_like(W0)  # (H, D); a preallocated product is much faster
-        gradients = queue.Queue()  # dA of each block, from this thread to the background one
-        starts = list(range(0, len(order), block_size))
-
-        def first_layer(b, slot):
-            """Block b's labels, K_b, lr X_b X_{b-1}^T and X_b W_0^T with W_0 as after block
-            b - 2 (whose update it applies first); for b past the last block, the last two
-            updates, and Nones."""
-            last = b == len(starts)
-            for j in (b - 2, b - 1) if last else (b - 2,):
-                if j >= 0:
-                    dA = gradients.get()
-                    if dA is None:  # the caller stopped
-                        raise _Cancelled
-                    np.matmul(dA.T, slots[j % len(slots)]["rows"], out=step)  # (H, D)
-                    np.multiply(step, lr * inv, out=step)
-                    np.subtract(W0, step, out=W0)
-            if last:
-                return None, None, None, None
-            idx = order[starts[b]:starts[b] + block_size]
-            if "X" not in slot:
-                slot["X"] = np.empty((block_size, rows.shape[1]))
-            XB = slot["rows"] = rows.rows(idx, slot["X"])  # (B, D) u X_b
-            n = len(idx)
-            previous = slots[(b - 1) % len(slots)]["rows"] if b else XB[:0]
-            G = XB @ np.vstack((XB, previous)).T  # (B, 2B): X_b X_b^T and X_b X_{b-1}^T
-            K = coupling[:n, :n] * (G[:, :n] + u2)
-            return y[idx], K, G[:, n:] * (lr / u2), (XB @ W0.T) * inv
-
-        slots = []
-        total, dA = 0.0, None
-        # depth 1: three slots of rows, for blocks b, b - 1 and b - 2
-        blocks = _prefetched(first_layer, range(len(starts) + 1), depth=1, slots=slots)
-        try:
-            for yB, K, cross, A0 in blocks:
-                if yB is None:
-                    break  # W_0 has all of the epoch's updates
-                A0 += self.b[0]  # (B, H)
-                if dA is not None:
-                    A0 -= cross @ dA
-                loss, dA = self._train_block(A0, yB, K, lr)
-                total += loss
-                self.b[0] -= lr * dA.sum(axis=0)
-                gradients.put(dA)
-        finally:
-            gradients.put(None)  # wakes the background thread if it still waits for one
-            blocks.close()
+        coupling = learning_rate * _lower(block_size)  # (B, B)
+        rows = CompactRows.of(X)
+        update = np.empty_like(self.W[0])  # (H, D); a preallocated product is much faster
+        total = 0.0
+        blocks = _blocks(rows, y, order, block_size, coupling, offset=1.0)
+        with contextlib.closing(blocks):  # stops its thread, also if this loop fails
+            for XB, yB, K in blocks:
+                total += self._train_block(XB, yB, K, learning_rate, 1.0 / rows.unit, update)
         return total / len(order)
 
-    def _train_block(self, A0, yB, K, lr):
-        """Per-example SGD of the layers above the first over one block.
+    def _train_block(self, XB, yB, K, lr, inv=1.0, update=None):
+        """Per-example SGD over the block XB (B, D), yB (B,); returns the summed loss.
 
-        A0 (B, H) are the first layer's pre-activations at the block's start and K (B, B) their
-        coupling (see `_train_epoch_fast`). Updates the upper layers in place, with the bias
-        kept as the last column of each weight matrix and a 1 appended to its input; returns
-        the block's summed loss and dA (B, H), the gradients at the first layer's
-        pre-activations.
+        XB may be the block scaled by 1/inv, a power of two (CompactRows): undone exactly.
+
+        The first layer (D x H, the bulk of the work) is never updated example by example.
+        With dA (B, H) the gradients at its pre-activations, example k sees
+        W_0 - lr sum_{j<k} dA_j x_j^T and b_0 - lr sum_{j<k} dA_j, so its pre-activation is
+            (XB W_0^T + b_0)_k - lr sum_{j<k} (x_j.x_k + 1) dA_j = A0_k - (K dA)_k,
+        with K = lr * strictly-lower(XB XB^T + 1) (B, B). A0 is one product for the block, and
+        so is the block's update of W_0. The small layers above are updated per example, with
+        the bias kept as the last column of each weight matrix and a 1 appended to its input.
         """
         n_layers = len(self.W)
+        A0 = XB @ self.W[0].T  # (B, H)
+        if inv != 1.0:
+            A0 *= inv
+        A0 += self.b[0]
         dA = np.zeros_like(A0)  # (B, H)
         Wb = [np.hstack((self.W[l], self.b[l][:, None])) for l in range(1, n_layers)]
         Wv = [W[:, :-1] for W in Wb]  # views without the bias column, for the backward
         hb = [np.ones(W.shape[1] + 1) for W in self.W[1:]]  # inputs of the layers above, + [1]
         total = 0.0
-        for k, y_k in enumerate(yB.tolist()):
+        for k, y_k in enumerate(yB):
             acts = [A0[k] - K[k, :k] @ dA[:k]]  # (H,) pre-activations, layer by layer
             for l in range(n_layers - 1):
                 np.maximum(acts[l], 0, out=hb[l][:-1])
@@ -746,14 +686,14 @@ class MLP:
                 dh = dout @ Wv[l]  # (H,) with the weights before this example's step
                 Wb[l] -= np.multiply.outer(lr * dout, hb[l])
                 dout = np.multiply(dh, acts[l] > 0, out=dA[k] if l == 0 else None)
+        update = np.matmul(dA.T, XB, out=update)  # (H, D)
+        update *= lr * inv
+        self.W[0] -= update
+        self.b[0] -= lr * dA.sum(axis=0)
         for l in range(1, n_layers):
             self.W[l][...] = Wb[l - 1][:, :-1]
             self.b[l][...] = Wb[l - 1][:, -1]
-        return total, dA
-
-
-class _Cancelled(Exception):
-    """The consumer of `_prefetched` stopped before the producer was done."""
+        return total
 
 
 # ----------------------------------------------------------------------------- training loop
