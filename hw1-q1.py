@@ -175,7 +175,7 @@ class CompactRows:
         self.unit, self.codes = 256.0, codes
         self.const_cols = np.flatnonzero(const)
         self.const_vals = X[0, const] * 256.0
-        # u X holds integers in 0..256 (pixels, a bias of 1): see `grams`
+        # u X holds integers in 0..256 (pixels, a bias of 1): see `_grams`
         self.small_integers = bool(((self.const_vals >= 0) & (self.const_vals <= 256)
                                     & (self.const_vals == np.round(self.const_vals))).all())
 
