@@ -686,10 +686,9 @@ class MLP:
                 dh = dout @ Wv[l]  # (H,) with the weights before this example's step
                 Wb[l] -= np.multiply.outer(lr * dout, hb[l])
                 dout = np.multiply(dh, acts[l] > 0, out=dA[k] if l == 0 else None)
-        update = np.matmul(dA.T, XB, out=update)  # (H, D)
-        update *= lr * inv
-        self.W[0] -= update
         self.b[0] -= lr * dA.sum(axis=0)
+        dA *= lr * inv  # (B, H): scaled before the product rather than the (H, D) result
+        self.W[0] -= np.matmul(dA.T, XB, out=update)  # (H, D)
         for l in range(1, n_layers):
             self.W[l][...] = Wb[l - 1][:, :-1]
             self.b[l][...] = Wb[l - 1][:, -1]
