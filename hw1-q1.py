@@ -187,23 +187,13 @@ class CompactRows:
         return self.shape[0]
 
     def rows(self, idx, out):
-        """out[:len(idx)] = unit * X[idx] (float64, exact); `idx` an index array or a slice."""
+        """out[:len(idx)] = unit * X[idx] (exact in float64, and in float32 for 8-bit codes);
+        `idx` an index array or a slice."""
         out = out[:len(self.codes[idx]) if isinstance(idx, slice) else len(idx)]
         np.copyto(out, self.codes[idx])
         if len(self.const_cols):
             out[:, self.const_cols] = self.const_vals
         return out
-
-    def float32_chunks(self, size):
-        """Yield (start, X[start:start + size]) in float32 (exact for 8-bit codes), one buffer."""
-        buf = np.empty((min(size, len(self)), self.shape[1]), dtype=np.float32)
-        for start in range(0, len(self), size):
-            out = buf[:len(self.codes[start:start + size])]
-            np.copyto(out, self.codes[start:start + size])
-            if len(self.const_cols):
-                out[:, self.const_cols] = self.const_vals
-            out *= np.float32(1.0 / self.unit)
-            yield start, out
 
     def row_norms(self):
         """|x| for each row of X (N,), computed once."""
@@ -212,9 +202,9 @@ class CompactRows:
                 [np.linalg.norm(Xc, axis=1) for Xc in self.chunks()]) / self.unit
         return self._row_norms
 
-    def chunks(self, size=1024):
-        """Yield unit * X[i:i + size] (float64, exact) for consecutive slices, in one buffer."""
-        buf = np.empty((min(size, len(self)), self.shape[1]))
+    def chunks(self, size=1024, dtype=np.float64):
+        """Yield unit * X[i:i + size] (see `rows`) for consecutive slices, in one buffer."""
+        buf = np.empty((min(size, len(self)), self.shape[1]), dtype=dtype)
         for start in range(0, len(self), size):
             yield self.rows(slice(start, start + size), buf)
 
@@ -240,7 +230,7 @@ def _grams(Xs, small_integers, out32=None):
 
 
 def _prefetched(make, items, depth=2):
-    """Yield make(item, slot) for each item, computed ahead in a background thread.
+    """Yield make(item, slot) for each item, computed ahead (depth >= 1) in a background thread.
 
     The products and copies `make` runs are numpy calls that release the GIL, so they run on
     the second core while the caller works through the previous item. `make` may keep buffers
@@ -249,7 +239,7 @@ def _prefetched(make, items, depth=2):
     exhaust it) to stop the thread.
     """
     slots = [{} for _ in range(depth + 2)]
-    results = queue.Queue(maxsize=max(depth, 1))
+    results = queue.Queue(maxsize=depth)
     stop = threading.Event()
 
     def put(result):
@@ -581,8 +571,9 @@ class MLP:
         second = (W2.shape[1] + 4) * u
         x_norms = X.row_norms()
         labels = np.empty(len(X), dtype=np.intp)
-        for start, X32 in X.float32_chunks(4096):
+        for start, X32 in zip(range(0, len(X), 4096), X.chunks(4096, np.float32)):
             n = len(X32)
+            X32 *= np.float32(1.0 / X.unit)  # exact: a power of two
             h = X32 @ W1.T  # (n, H)
             h += b1
             np.maximum(h, 0, out=h)  # ReLU: makes no difference larger
