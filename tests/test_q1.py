@@ -372,6 +372,112 @@ def test_mlp_fast_path_matches_reference(layers, block_size):
     assert all(not np.allclose(W0, W) for W0, W in zip(start, ref.W))  # it did train
 
 
+needs_fork = pytest.mark.skipif(sys.platform != "linux",
+                                reason="FirstLayerProcess forks (train() uses it on Linux only)")
+
+
+@needs_fork
+@pytest.mark.parametrize("pixels", [True, False])  # False: float64 rows, float64 Gram matrices
+@pytest.mark.parametrize("layers", [1, 2, 3])
+@pytest.mark.parametrize("block_size", [1, 5, 16, 64])
+def test_mlp_first_layer_process_matches_reference(block_size, layers, pixels):
+    """Two epochs in two orders: blocks of 1, partial last blocks (50 = 3 x 16 + 2), and a
+    single partial block (64)."""
+    X, y = random_problem(n=50, d=12, seed=5, bias=False, pixels=pixels)
+    np.random.seed(0)
+    fast = q1.MLP(4, 12, hidden_size=6, layers=layers)
+    np.random.seed(0)
+    ref = q1.MLP(4, 12, hidden_size=6, layers=layers)
+    with q1.FirstLayerProcess(X, hidden_size=6, block_size=block_size) as first_layer:
+        for order in (ORDER, ORDER[::-1]):
+            loss_fast = fast.train_epoch(X, y, learning_rate=0.01, order=order,
+                                         first_layer=first_layer)
+            loss_ref = ref.train_epoch(X, y, learning_rate=0.01, order=order, fast=False)
+            assert loss_fast == pytest.approx(loss_ref, rel=1e-10)
+            for a, b in zip(fast.W + fast.b, ref.W + ref.b):
+                np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)
+    assert not first_layer.process.is_alive()
+
+
+@needs_fork
+def test_mlp_first_layer_process_gram_matrices_are_exact_past_float32():
+    """Rows of 255/256 in 301 columns: x.x' = 301 * 255^2 = 19572525 in 8-bit codes, odd and
+    above 2^24, so float32 cannot hold it; the process redoes such blocks in float64. Its last
+    two blocks' K (left in shared memory) equal the float64 products exactly."""
+    rng = np.random.RandomState(1)
+    X = rng.randint(0, 256, size=(24, 301)) / 256
+    X[8:16] = 255 / 256  # block 1 (of 8 rows); blocks 0 and 2 stay below 2^24
+    y = rng.randint(0, 3, size=24)
+    model = q1.MLP(3, 301, hidden_size=5, layers=1)
+    order = np.arange(24)
+    with q1.FirstLayerProcess(X, hidden_size=5, block_size=8) as first_layer:
+        model.train_epoch(X, y, learning_rate=1e-4, order=order, first_layer=first_layer)
+        lower = np.tri(8, 8, -1)
+        for block in (1, 2):
+            Xb, Xp = X[8 * block:8 * block + 8], X[8 * block - 8:8 * block]
+            expected = np.hstack((Xb @ Xp.T + 1, lower * (Xb @ Xb.T + 1)))
+            np.testing.assert_array_equal(first_layer.K[block % first_layer.SLOTS], expected)
+
+
+@needs_fork
+def test_mlp_first_layer_process_errors_reach_the_caller(monkeypatch):
+    X, y = random_problem(n=50, d=12, seed=5, bias=False)
+    model = q1.MLP(4, 12, hidden_size=6, layers=1)
+
+    def broken(self, idx, out):
+        raise ValueError("no such rows")
+
+    monkeypatch.setattr(q1.CompactRows, "rows", broken)  # in the process: it forks after this
+    with q1.FirstLayerProcess(X, hidden_size=6, block_size=16) as first_layer:
+        with pytest.raises(RuntimeError, match="(?s)first-layer process failed.*no such rows"):
+            model.train_epoch(X, y, first_layer=first_layer)
+        with pytest.raises(RuntimeError, match="not running"):  # no second epoch on it
+            model.train_epoch(X, y, first_layer=first_layer)
+    assert not first_layer.process.is_alive()
+
+
+@needs_fork
+def test_mlp_first_layer_process_that_dies_is_reported_and_an_unfinished_epoch_stops_it():
+    X, y = random_problem(n=50, d=12, seed=5, bias=False)
+    model = q1.MLP(4, 12, hidden_size=6, layers=1)
+    with q1.FirstLayerProcess(X, hidden_size=6, block_size=16) as first_layer:
+        first_layer.process.kill()
+        with pytest.raises(RuntimeError, match="stopped unexpectedly"):
+            model.train_epoch(X, y, first_layer=first_layer)
+    with q1.FirstLayerProcess(X, hidden_size=6, block_size=16) as first_layer:
+        blocks = first_layer.epoch(model, y, ORDER, 0.01)
+        next(blocks)  # the caller fails in the middle of an epoch
+    first_layer.process.join(timeout=10)  # the exit stopped it, without waiting for the epoch
+    assert not first_layer.process.is_alive()
+
+
+@needs_fork
+def test_mlp_train_runs_its_first_layer_process_and_stops_it(tmp_path, monkeypatch):
+    """train() on Linux runs the MLP's epochs through a FirstLayerProcess: the same record as
+    in one process up to rounding, the same every time, and no process left behind."""
+    import multiprocessing
+    data = utils.load_dataset(make_tiny_dataset(tmp_path / "tiny.npz"))
+    epochs = []
+    original = q1.FirstLayerProcess.epoch
+
+    def counted(self, *args):
+        epochs.append(self)
+        return original(self, *args)
+
+    monkeypatch.setattr(q1.FirstLayerProcess, "epoch", counted)
+    runs = [q1.train("mlp", data, epochs=3, verbose=False)[1] for _ in range(2)]
+    assert len(epochs) == 6 and not multiprocessing.active_children()
+    monkeypatch.setattr(q1.sys, "platform", "elsewhere")  # no fork: the in-process fast path
+    one_process = q1.train("mlp", data, epochs=3, verbose=False)[1]
+    assert len(epochs) == 6
+    timings = ("epoch_seconds", "train_seconds")
+    first, second = ({k: v for k, v in run.items() if k not in timings} for run in runs)
+    assert first == second
+    assert first["train_loss"] == pytest.approx(one_process["train_loss"], rel=1e-10)
+    for key in ("train_acc", "valid_acc", "test_acc", "diverged"):
+        assert first[key] == one_process[key]
+
+
 @pytest.mark.parametrize("model", q1.MODELS)
 def test_a_failing_epoch_stops_its_background_thread(model):
     X, y = random_problem(n=300, seed=4, bias=(model != "mlp"))
