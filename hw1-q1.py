@@ -642,19 +642,15 @@ class MLP:
         else:
             rows = CompactRows.of(X)
             inv = 1.0 / rows.unit
-            update = np.empty_like(self.W[0])  # (H, D); a preallocated product is much faster
-            dA = np.empty((block_size, self.W[0].shape[0]))  # (B, H)
+            buffers = _first_layer_buffers(block_size, self.W[0])
+            A0, dA = (np.empty((block_size, len(self.W[0]))) for _ in range(2))  # (B, H)
             blocks = _blocks(rows, y, order, block_size, _lower(block_size), offset=1.0)
             with contextlib.closing(blocks):  # stops its thread, also if this loop fails
                 for XB, yB, K in blocks:
                     n = len(yB)
-                    A0 = XB @ self.W[0].T  # (B, H)
-                    A0 *= inv
-                    A0 += self.b[0]
-                    total += self._walk(A0, K, yB, learning_rate, dA[:n], upper)
-                    self.b[0] -= dA[:n].sum(axis=0)
-                    dA[:n] *= inv  # scaled before the product rather than the (H, D) result
-                    self.W[0] -= np.matmul(dA[:n].T, XB, out=update)  # (H, D)
+                    _first_layer_forward(XB, self.W[0], self.b[0], inv, out=A0[:n])
+                    total += self._walk(A0[:n], K, yB, learning_rate, dA[:n], upper)
+                    _first_layer_update(self.W[0], self.b[0], dA[:n], XB, inv, buffers)
         for l in range(1, len(self.W)):
             self.W[l][...] = upper[0][l - 1][:, :-1]
             self.b[l][...] = upper[0][l - 1][:, -1]
@@ -710,6 +706,29 @@ class MLP:
                 dout = np.multiply(dh, acts[l] > 0, out=dA[offset + k] if l == 0 else None)
                 col = dout[:, None]
         return total
+
+
+def _first_layer_forward(XB, W, b, inv, out):
+    """out = inv (XB W^T) + b (B, H): the first layer's pre-activations for the rows XB (B, D)
+    scaled by 1/inv (a power of two: undone exactly)."""
+    np.matmul(XB, W.T, out=out)
+    out *= inv
+    out += b
+    return out
+
+
+def _first_layer_buffers(B, W):
+    """Preallocated buffers for `_first_layer_update` (a preallocated product is much faster)."""
+    return np.empty((B, W.shape[0])), np.empty_like(W)  # (B, H), (H, D)
+
+
+def _first_layer_update(W, b, dA, XB, inv, buffers):
+    """W -= inv dA^T XB and b -= the column sums of dA, in place, for the lr dA (B, H) of a
+    block of rows XB scaled by 1/inv; dA is left as it is."""
+    scaled, update = buffers
+    np.subtract(b, dA.sum(axis=0), out=b)
+    np.multiply(dA, inv, out=scaled[:len(dA)])  # before the product: (B, H), not (H, D)
+    np.subtract(W, np.matmul(scaled[:len(dA)].T, XB, out=update), out=W)
 
 
 class FirstLayerProcess:
@@ -838,8 +857,7 @@ class FirstLayerProcess:
         X32 = np.empty(X.shape, dtype=np.float32)  # the same in float32, for Gram matrices
         G32 = np.empty((B, 2 * B), dtype=np.float32)
         lower = _lower(B)
-        update = np.empty_like(W)  # (H, D)
-        scaled = np.empty((B, W.shape[0]))  # (B, H)
+        buffers = _first_layer_buffers(B, W)
         starts = range(0, n, B)
 
         def prepare(i):  # gather block i, its Gram matrices into K
@@ -873,18 +891,12 @@ class FirstLayerProcess:
             return Xi
 
         def forward(i, Xi):  # P_i from the first layer as it now stands
-            P = self.P[i % self.SLOTS, :len(Xi)]
-            np.matmul(Xi, W.T, out=P)
-            P *= inv
-            P += b
+            _first_layer_forward(Xi, W, b, inv, out=self.P[i % self.SLOTS, :len(Xi)])
 
-        def apply(i):  # the update of block i: lr dA_i from the walk
+        def apply(i):  # the update of block i: lr dA_i from the walk (which the parent reads)
             m = min(B, n - starts[i])
-            dA = self.dA[i % self.SLOTS, :m]  # the parent still reads it: not changed here
-            np.subtract(b, dA.sum(axis=0), out=b)
-            # scaled before the product rather than the (H, D) result
-            np.multiply(dA, inv, out=scaled[:m])
-            np.subtract(W, np.matmul(scaled[:m].T, X[i % self.SLOTS, :m], out=update), out=W)
+            _first_layer_update(W, b, self.dA[i % self.SLOTS, :m], X[i % self.SLOTS, :m], inv,
+                                buffers)
 
         Xi = prepare(0)
         forward(0, Xi)
