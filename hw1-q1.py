@@ -969,7 +969,7 @@ def train(model_name, data, epochs=20, learning_rate=0.001, l2_penalty=0.0, hidd
     # train_X = train_X[np.random.permutation(n)]. Keeping the composed order instead visits
     # the same examples in the same sequence without copying X (314 MB) every epoch.
     order = np.arange(train_X.shape[0])
-    clock = time.perf_counter()
+    start = clock = time.perf_counter()
     # the fast path trains from 8-bit copies of the rows (same values, exactly)
     train_rows = CompactRows(train_X) if fast else train_X
     # The accuracies are computed from the float64 rows for the linear models (one (C, D) x
@@ -982,12 +982,10 @@ def train(model_name, data, epochs=20, learning_rate=0.001, l2_penalty=0.0, hidd
         splits = [train_X, dev_X, test_X]
     train_eval, dev_eval, test_eval = splits
 
-    def report(epoch, loss, snapshot, accuracies):
-        """Record (and print) a finished epoch: its loss, and the accuracies of its weights."""
-        nonlocal clock
+    def report(epoch, loss, seconds, snapshot, accuracies):
+        """Record (and print) a finished epoch: its loss, its seconds of training, and the
+        accuracies of its weights."""
         train_acc, valid_acc = accuracies.result()
-        now = time.perf_counter()
-        seconds, clock = now - clock, now  # since the previous epoch's line
         finite = all(np.isfinite(w).all() for w in _parameters(snapshot))
         if (loss is not None and not np.isfinite(loss)) or not finite:
             if not record["diverged"]:
@@ -1025,16 +1023,19 @@ def train(model_name, data, epochs=20, learning_rate=0.001, l2_penalty=0.0, hidd
             with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
                 loss = model.train_epoch(train_rows, train_y, order=order, fast=fast, **kwargs)
             snapshot = copy.deepcopy(model)
+            now = time.perf_counter()
+            seconds, clock = now - clock, now  # this epoch's training (the first: set-up too)
             accuracies = evaluator.submit(_accuracies, snapshot, (train_eval, train_y),
                                           (dev_eval, dev_y))
-            pending.append((epoch, loss, snapshot, accuracies))
+            pending.append((epoch, loss, seconds, snapshot, accuracies))
             while pending and pending[0][-1].done():
                 report(*pending.popleft())
         with np.errstate(over="ignore", invalid="ignore"):
             test_acc = model.evaluate(test_eval, test_y)  # beside the last epoch's evaluation
         while pending:
             report(*pending.popleft())
-    record["train_seconds"] = float(sum(record["epoch_seconds"]))  # set-up included
+    # set-up, training, and the evaluations after the last epoch (the test set's too)
+    record["train_seconds"] = time.perf_counter() - start
     record["test_acc"] = test_acc
     return model, record
 
@@ -1087,7 +1088,8 @@ def main(argv=None):
     args = parser.parse_args(argv)
     try:
         data = utils.load_dataset(args.data_path, bias=(args.model != "mlp"))
-    except utils.DataError as err:
+        utils.writable_dir(args.output_dir)  # now, not after training
+    except (utils.DataError, utils.OutputError) as err:
         utils.fail(str(err))
     _, record = train(args.model, data, epochs=args.epochs, learning_rate=args.learning_rate,
                       l2_penalty=args.l2_penalty, hidden_size=args.hidden_size,
@@ -1096,8 +1098,11 @@ def main(argv=None):
     config = vars(args)
     record = {"model": args.model, "config": config, **record}
     defaults = {key: parser.get_default(key) for key in config}
-    name = utils.run_name(args.model, config, defaults)
-    paths = utils.save_run(args.output_dir, name, record, figures(record))
+    name = utils.run_name(f"q1-{args.model}", config, defaults)  # q1-: apart from hw1-q2's
+    try:
+        paths = utils.save_run(args.output_dir, name, record, figures(record))
+    except utils.OutputError as err:
+        utils.fail(str(err))
     print(f"Saved {', '.join(str(p) for p in paths)}")
     return record
 

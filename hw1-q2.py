@@ -798,6 +798,11 @@ def build_optimizer(name, parameters, learning_rate, l2_decay, momentum):
     return torch.optim.Adam(parameters, lr=learning_rate, weight_decay=l2_decay)
 
 
+# torch keeps the optimizer's learning rate as a float32 (the parameters' type) in its update:
+# a larger one cannot be converted, and fails in the first step
+learning_rate = utils.checked(float, lambda v: 0 < v <= 3.4e38, "> 0 and at most 3.4e38")
+
+
 def device_name(text):
     """argparse type for -device: auto, cpu, cuda, cuda:N, ... (anything torch.device parses)."""
     if text == "auto":
@@ -807,6 +812,20 @@ def device_name(text):
     except (RuntimeError, ValueError):
         raise argparse.ArgumentTypeError(f"not a torch device: {text!r}") from None
     return text
+
+
+def device_problem(device):
+    """Why this torch build cannot train on `device`, or None if it can: a small tensor is
+    put there and read back, as training does."""
+    if device.type == "meta":
+        return "holds no data (a meta device cannot train)"
+    try:
+        torch.ones(1, device=device).sum().item()
+    except Exception as err:  # torch raises RuntimeError, AssertionError, ... by backend
+        reason = (str(err).strip() or type(err).__name__).splitlines()[0]
+        reason = reason.split(". ")[0]  # torch's first sentence; the rest lists its backends
+        return f"not usable with this torch build ({reason[:120]})"
+    return None
 
 
 def resolve_device(name):
@@ -825,7 +844,7 @@ def make_parser():
     utils.add_flag(parser, "batch_size", type=utils.positive_int, default=None,
                    help="examples per batch (default: 1 for logistic_regression as Q2.1 asks, "
                         "16 for mlp as Table 1 gives)")
-    utils.add_flag(parser, "learning_rate", type=utils.positive_float, default=0.01,
+    utils.add_flag(parser, "learning_rate", type=learning_rate, default=0.01,
                    help="learning rate (default: %(default)s)")
     utils.add_flag(parser, "l2_decay", type=utils.nonnegative_float, default=0.0,
                    help="L2 weight decay, the optimizer's weight_decay (default: %(default)s)")
@@ -875,6 +894,9 @@ def parse_args(argv=None):
         if device.type == "cuda" and not torch.cuda.is_available():
             parser.error(f"argument -device/--device: {args.device} requested but CUDA is "
                          f"not available")
+        problem = device_problem(device)
+        if problem:
+            parser.error(f"argument -device/--device: {args.device}: {problem}")
     defaults["batch_size"] = DEFAULT_BATCH_SIZE[args.model]
     if args.batch_size is None:
         args.batch_size = defaults["batch_size"]
@@ -889,7 +911,8 @@ def main(argv=None):
     utils.configure_seed(seed=args.seed)
     try:
         data = utils.load_dataset(args.data_path)
-    except utils.DataError as err:
+        utils.writable_dir(args.output_dir)  # now, not after training
+    except (utils.DataError, utils.OutputError) as err:
         utils.fail(str(err))
     dataset = ClassificationDataset(data)
     n_classes = torch.unique(dataset.y).shape[0]
@@ -914,7 +937,7 @@ def main(argv=None):
     print(f"Training time: {train_seconds:.2f} s")
 
     config = vars(args)
-    name = utils.run_name(args.model, config, defaults)
+    name = utils.run_name(f"q2-{args.model}", config, defaults)  # q2-: apart from hw1-q1's
     record = {
         "model": args.model,
         "config": config,
@@ -932,8 +955,11 @@ def main(argv=None):
         "loss": ("Loss", {"train": history["train_loss"], "dev": history["valid_loss"]}),
         "accuracy": ("Dev accuracy", {"dev": history["valid_acc"]}),
     }
-    paths = utils.save_run(args.output_dir, name, record, figures)
-    print(f"Saved {paths[-1]}")
+    try:
+        paths = utils.save_run(args.output_dir, name, record, figures)
+    except utils.OutputError as err:
+        utils.fail(str(err))
+    print(f"Saved {', '.join(str(p) for p in paths)}")
     return record
 
 

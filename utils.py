@@ -28,6 +28,10 @@ class DataError(Exception):
     """A dataset file is missing, unreadable or malformed; the message says which and what to do."""
 
 
+class OutputError(Exception):
+    """An output folder or file cannot be written; the message says which and why."""
+
+
 def configure_seed(seed):
     """Seed Python's `random`, numpy's global generator and, if the caller imported it, torch.
 
@@ -76,9 +80,14 @@ def load_dataset(path=DEFAULT_DATA_PATH, bias=False):
     (train_images, train_labels, val_images, ...). Raises DataError with a readable message.
     """
     path = Path(path)
+    build = BUILD_COMMAND if path.name == DEFAULT_DATA_PATH else f"{BUILD_COMMAND} --output {path}"
+    if path.is_dir():
+        raise DataError(f"{path}: is a folder; give the dataset file (.npz) itself")
     if not path.is_file():
-        hint = BUILD_COMMAND if path.name == DEFAULT_DATA_PATH else f"{BUILD_COMMAND} --output {path}"
-        raise DataError(f"{path}: no such file. Create it with: {hint}")
+        raise DataError(f"{path}: no such file. Create it with: {build}")
+    if not zipfile.is_zipfile(path):  # np.load would try it as a pickle, and say so
+        raise DataError(f"{path}: not a .npz dataset (no zip archive in it: truncated, or a "
+                        f"file of another kind). Rebuild it with: {build} --force")
     try:
         with np.load(path, allow_pickle=False) as data:
             keys = set(data.files)
@@ -108,8 +117,7 @@ def load_dataset(path=DEFAULT_DATA_PATH, bias=False):
         raise
     except (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError) as err:
         raise DataError(f"{path}: cannot be read as a .npz dataset ({type(err).__name__}: {err}). "
-                        f"The file may be truncated; rebuild it with: {BUILD_COMMAND} --force"
-                        ) from None
+                        f"The file may be truncated; rebuild it with: {build} --force") from None
     widths = {split: X.shape[1] for split, (X, _) in splits.items()}
     if len(set(widths.values())) != 1:
         raise DataError(f"{path}: the splits have different feature counts {widths}")
@@ -161,7 +169,8 @@ def add_flag(parser, name, **kwargs):
     return parser.add_argument(*aliases, dest=name, **kwargs)
 
 
-def _checked(convert, ok, requirement):
+def checked(convert, ok, requirement):
+    """An argparse type: convert(text), which must satisfy ok(value) ("must be <requirement>")."""
     def parse(text):
         try:
             value = convert(text)
@@ -174,11 +183,11 @@ def _checked(convert, ok, requirement):
     return parse
 
 
-positive_int = _checked(int, lambda v: v >= 1, ">= 1")
-positive_float = _checked(float, lambda v: math.isfinite(v) and v > 0, "> 0")
-nonnegative_float = _checked(float, lambda v: math.isfinite(v) and v >= 0, ">= 0")
-probability = _checked(float, lambda v: 0 <= v < 1, "in [0, 1)")
-seed_value = _checked(int, lambda v: 0 <= v < 2 ** 32, "in [0, 2**32)")  # numpy's seed range
+positive_int = checked(int, lambda v: v >= 1, ">= 1")
+positive_float = checked(float, lambda v: math.isfinite(v) and v > 0, "> 0")
+nonnegative_float = checked(float, lambda v: math.isfinite(v) and v >= 0, ">= 0")
+probability = checked(float, lambda v: 0 <= v < 1, "in [0, 1)")
+seed_value = checked(int, lambda v: 0 <= v < 2 ** 32, "in [0, 2**32)")  # numpy's seed range
 
 
 # ----------------------------------------------------------------------------- outputs
@@ -202,8 +211,63 @@ def run_name(model, config, defaults, ignore=("output_dir",)):
     return re.sub(r"[^A-Za-z0-9._=+-]", "_", "-".join(parts))
 
 
+def writable_dir(path):
+    """Create the folder `path` if needed and check that a file can be written in it.
+
+    Returns it as a Path; raises OutputError naming the folder otherwise (and then removes the
+    folders it made). Scripts call this before they train, so that a bad -output_dir fails at
+    once, not after the run.
+    """
+    path = Path(path)
+    made = [p for p in (path, *path.parents) if not p.exists() and not p.is_symlink()]
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path, prefix=".write-check."):
+            pass
+    except OSError as err:
+        for folder in made:  # deepest first
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+        if isinstance(err, (FileExistsError, NotADirectoryError)):
+            raise OutputError(f"{path}: cannot be used as an output folder: a file of that "
+                              f"name (or in its path) is in the way") from None
+        raise OutputError(f"{path}: cannot write there ({err.strerror or err})") from None
+    return path
+
+
 _UMASK = os.umask(0)
 os.umask(_UMASK)
+
+
+@contextlib.contextmanager
+def staged_files():
+    """Yield `stage(path)`, which returns a temporary path beside `path` to write instead.
+
+    When the block succeeds, each staged file replaces its path, in the order staged; if it
+    fails, none does, and the temporary files are removed: several files written all or
+    nothing (a file of the same name is replaced whole, never left half-written).
+    """
+    staged = []
+
+    def stage(path):
+        path = Path(path)
+        if path.is_dir():
+            raise IsADirectoryError(f"{path} is a folder")
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=path.suffix, dir=path.parent)
+        os.close(fd)
+        staged.append((Path(tmp), path))
+        return Path(tmp)
+
+    try:
+        yield stage
+        for tmp, _ in staged:
+            os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the usual permissions
+        for tmp, path in staged:
+            os.replace(tmp, path)
+    finally:
+        for tmp, _ in staged:
+            if tmp.exists():
+                tmp.unlink()
 
 
 @contextlib.contextmanager
@@ -211,15 +275,8 @@ def atomic_path(path):
     """Yield a temporary path beside `path`; it replaces `path` only if the block succeeds."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=path.suffix, dir=path.parent)
-    os.close(fd)
-    try:
-        yield Path(tmp)
-        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the usual permissions
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with staged_files() as stage:
+        yield stage(path)
 
 
 def _jsonable(value):
@@ -240,11 +297,15 @@ def _jsonable(value):
     return value
 
 
-def write_record(path, record):
-    """Write a run record as JSON, atomically (never a half-written file)."""
+def write_record(path, record, stage=None):
+    """Write a run record as JSON, atomically (never a half-written file), or into
+    `stage(path)` (see `staged_files`)."""
     text = json.dumps(_jsonable(record), indent=2, allow_nan=False) + "\n"
-    with atomic_path(path) as tmp:
-        tmp.write_text(text)
+    if stage is not None:
+        stage(path).write_text(text)
+    else:
+        with atomic_path(path) as tmp:
+            tmp.write_text(text)
     return Path(path)
 
 
@@ -252,19 +313,20 @@ def read_record(path):
     return json.loads(Path(path).read_text())
 
 
-def plot_curves(stem, epochs, curves, ylabel, title=None, xlabel="Epoch"):
+def plot_curves(stem, epochs, curves, ylabel, title=None, xlabel="Epoch", stage=None):
     """Plot one line per entry of `curves` ({label: values per epoch}) against `epochs`.
 
     Saves `stem`.pdf and `stem`.png (headless, atomically) and returns both paths.
     """
-    return plot_panels(stem, epochs, [(ylabel, curves)], title=title, xlabel=xlabel)
+    return plot_panels(stem, epochs, [(ylabel, curves)], title=title, xlabel=xlabel, stage=stage)
 
 
-def plot_panels(stem, epochs, panels, title=None, xlabel="Epoch"):
+def plot_panels(stem, epochs, panels, title=None, xlabel="Epoch", stage=None):
     """Side-by-side plots, one per (ylabel, {label: values per epoch}) of `panels`.
 
     Values may be None (a diverged epoch) and curves may be shorter than `epochs`.
-    Saves `stem`.pdf and `stem`.png (headless, atomically) and returns both paths.
+    Saves `stem`.pdf and `stem`.png (headless, atomically, or into `stage(path)`: see
+    `staged_files`) and returns both paths.
     """
     import matplotlib
     matplotlib.use("Agg")
@@ -285,12 +347,17 @@ def plot_panels(stem, epochs, panels, title=None, xlabel="Epoch"):
         fig.suptitle(title)
     fig.tight_layout()
     paths = []
-    for suffix in (".pdf", ".png"):
-        target = Path(f"{stem}{suffix}")
-        with atomic_path(target) as tmp:
-            fig.savefig(tmp, format=suffix[1:], dpi=120)
-        paths.append(target)
-    plt.close(fig)
+    try:
+        for suffix in (".pdf", ".png"):
+            target = Path(f"{stem}{suffix}")
+            if stage is not None:
+                fig.savefig(stage(target), format=suffix[1:], dpi=120)
+            else:
+                with atomic_path(target) as tmp:
+                    fig.savefig(tmp, format=suffix[1:], dpi=120)
+            paths.append(target)
+    finally:
+        plt.close(fig)
     return paths
 
 
@@ -298,12 +365,18 @@ def save_run(output_dir, name, record, figures):
     """Save a run: each figure as `name`-KEY.pdf/.png, then the record as `name`.json.
 
     figures: {KEY: (ylabel, {label: values per epoch})}, plotted against record["epochs"].
-    The record is written last, so its presence means the run's files are all there.
+    All or nothing (`staged_files`): the files replace the run's old ones only once all are
+    written, the record last, so its presence means the run's files are all there. Raises
+    OutputError, and leaves nothing of this run, if they cannot be written.
     """
-    output_dir = Path(output_dir)
+    output_dir = writable_dir(output_dir)
     paths = []
-    for key, (ylabel, curves) in figures.items():
-        paths += plot_curves(output_dir / f"{name}-{key}", record["epochs"], curves, ylabel,
-                             title=name)
-    paths.append(write_record(output_dir / f"{name}.json", record))
+    try:
+        with staged_files() as stage:
+            for key, (ylabel, curves) in figures.items():
+                paths += plot_curves(output_dir / f"{name}-{key}", record["epochs"], curves,
+                                     ylabel, title=name, stage=stage)
+            paths.append(write_record(output_dir / f"{name}.json", record, stage=stage))
+    except OSError as err:
+        raise OutputError(f"cannot save the run in {output_dir}: {err}") from None
     return paths

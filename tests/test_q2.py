@@ -318,7 +318,7 @@ def test_real_data_cli_logistic_regression_20_epochs(real_data_path, tmp_path, c
     assert record["train_loss"][-1] < record["train_loss"][0]
     assert f"Final test acc: {record['test_acc']:.4f}" in out
     saved = utils.read_record(
-        tmp_path / "logistic_regression-learning_rate=0.001.json")  # the default file name
+        tmp_path / "q2-logistic_regression-learning_rate=0.001.json")  # the default file name
     assert saved["test_acc"] == record["test_acc"]
 
 
@@ -495,7 +495,7 @@ def run_main(argv, capsys):
 def test_cli_outputs_on_tiny_data(tiny_data, tmp_path, capsys):
     record, out, err = run_main(["mlp", "-data_path", str(tiny_data), "-output_dir",
                                  str(tmp_path), "-epochs", "3", "-hidden_size", "12"], capsys)
-    name = "mlp-data_path=tiny-epochs=3-hidden_size=12"
+    name = "q2-mlp-data_path=tiny-epochs=3-hidden_size=12"
     for suffix in ("-loss.pdf", "-loss.png", "-accuracy.pdf", "-accuracy.png", ".json"):
         assert (tmp_path / f"{name}{suffix}").is_file(), suffix
     saved = utils.read_record(tmp_path / f"{name}.json")
@@ -559,6 +559,7 @@ def test_batch_size_default_and_run_names(argv, batch_size, name):
     (["-learning_rate", "0"], "-learning_rate"),
     (["--learning-rate", "-1"], "-learning_rate"),
     (["-learning_rate", "nan"], "-learning_rate"),
+    (["-learning_rate", "1e39"], "-learning_rate"),  # beyond float32: torch's step would fail
     (["-l2_decay", "-0.1"], "-l2_decay"),
     (["-momentum", "1"], "-momentum"),
     (["-optimizer", "adam", "-momentum", "0.9"], "-momentum"),
@@ -583,6 +584,31 @@ def test_cuda_requested_without_cuda_is_an_error(capsys):
     assert "argument -device" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("device", ["meta", "xpu", "ipu"])
+def test_devices_this_torch_cannot_use_are_argparse_errors(device, capsys):
+    """torch.device() parses these, but this CPU build cannot put a tensor there (meta holds
+    none): rejected when parsing, not with a traceback at the first step."""
+    if device != "meta" and q2.device_problem(torch.device(device)) is None:
+        pytest.skip(f"{device} works with this torch build")
+    with pytest.raises(SystemExit) as exit_info:
+        q2.parse_args(["mlp", "-device", device])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert f"argument -device/--device: {device}: " in err
+    assert len(err.strip().splitlines()[-1]) < 300  # torch's long backend list is cut
+
+
+def test_bad_output_dir_fails_before_training(tiny_data, tmp_path, capsys, monkeypatch):
+    blocker = tmp_path / "afile"
+    blocker.write_text("")
+    monkeypatch.setattr(q2, "train", lambda *a, **k: pytest.fail("trained"))
+    with pytest.raises(SystemExit) as exit_info:
+        q2.main(["mlp", "-data_path", str(tiny_data), "-output_dir", str(blocker / "out")])
+    assert exit_info.value.code == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {blocker / 'out'}: ") and "Traceback" not in err
+
+
 def test_missing_data_file_fails_cleanly(tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:
         q2.main(["mlp", "-data_path", str(tmp_path / "absent.npz"), "-output_dir",
@@ -601,6 +627,15 @@ def test_exploding_run_warns_once_completes_and_is_flagged(tiny_data, tmp_path, 
     assert err.count("warning: training diverged") == 1
     assert len(record["train_loss"]) == 3 and "Final test acc" in out
     assert utils.read_record(next(tmp_path.glob("*.json")))["diverged"] is True
+
+
+def test_largest_accepted_learning_rate_diverges_without_a_crash(tiny_data, tmp_path, capsys):
+    """At the flag's upper bound torch can still step (the step overflows, the run is flagged)."""
+    record, out, err = run_main(["logistic_regression", "-learning_rate", "3.4e38", "-epochs",
+                                 "2", "-batch_size", "8", "-data_path", str(tiny_data),
+                                 "-output_dir", str(tmp_path)], capsys)
+    assert record["diverged"] is True and "Final test acc" in out
+    assert err.count("warning: training diverged") == 1
 
 
 def test_non_finite_run_is_flagged_and_saved_as_strict_json(tiny_data, tmp_path, capsys):
@@ -650,7 +685,7 @@ def test_script_runs_as_a_program(tmp_path):
                             cwd=tmp_path, timeout=300)
     assert result.returncode == 0, result.stderr
     assert "Final test acc: " in result.stdout
-    assert (tmp_path / "out" / "logistic_regression-data_path=tiny-epochs=2.json").is_file()
+    assert (tmp_path / "out" / "q2-logistic_regression-data_path=tiny-epochs=2.json").is_file()
     help_text = q2.make_parser().format_help()
     for flag in ("-epochs", "-batch_size", "-learning_rate", "-l2_decay", "-hidden_size",
                  "-layers", "-dropout", "-activation", "-optimizer", "-momentum", "-seed",
