@@ -247,6 +247,7 @@ def _prefetched(make, items, depth=2):
     slots = [{} for _ in range(depth + 2)]
     results = queue.Queue(maxsize=depth)
     stop = threading.Event()
+    errstate = np.geterr()  # numpy's error settings are per thread: the caller's apply
 
     def put(result):
         while not stop.is_set():
@@ -260,7 +261,9 @@ def _prefetched(make, items, depth=2):
     def produce():
         try:
             for i, item in enumerate(items):
-                if not put((True, make(item, slots[i % len(slots)]))):
+                with np.errstate(**errstate):
+                    result = make(item, slots[i % len(slots)])
+                if not put((True, result)):
                     return
         except BaseException as err:  # handed to the caller, raised there
             put((False, err))
