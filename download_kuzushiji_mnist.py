@@ -11,18 +11,20 @@ Pixels are stored as uint8; utils.load_dataset scales them by 1/256.
 import argparse
 import hashlib
 import http.client
+import math
 import os
 import socket
 import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 import zipfile
 from pathlib import Path
 
 import numpy as np
 
-from utils import atomic_path
+from utils import OutputError, atomic_path, fail, writable_dir
 
 URL_BASE = "http://codh.rois.ac.jp/kmnist/dataset/kmnist/"
 DEFAULT_OUTPUT = "Kuzushiji-MNIST.npz"
@@ -44,6 +46,13 @@ FIRST_DEV_LABELS = [6, 4, 7, 5, 8, 2, 3, 0, 1, 9]  # fingerprint of the course's
 MANUAL_HINT = ("Fetch the four files by hand ({}) from {} and run: "
                "python download_kuzushiji_mnist.py --source DIR")
 
+# The sockets refuse timeouts past the platform's time_t (OverflowError near 1e12 s here);
+# a day is already longer than any stall worth waiting for.
+MAX_TIMEOUT = 86_400.0
+
+# (bytes per unit, unit) for progress sizes, largest first.
+UNITS = ((1e6, "MB"), (1e3, "kB"), (1, "B"))
+
 
 class DownloadError(Exception):
     """A file could not be fetched, verified or found; the message says what to do next."""
@@ -57,12 +66,20 @@ def md5sum(path, chunk=1 << 20):
     return digest.hexdigest()
 
 
+def _unit(size):
+    """(bytes per unit, unit) in which `size` reads as at least 1: 29.7 kB, not 0.0 MB."""
+    return next((unit for unit in UNITS if size >= unit[0]), UNITS[-1])
+
+
 def _progress(name, done, total, stream, final=False):
+    scale, unit = _unit(total or done)
+    digits = 0 if scale == 1 else 1  # whole bytes
     if total:
         bar = "#" * int(30 * done / total)
-        text = f"\r  {name:<26} [{bar:<30}] {done / 1e6:6.1f}/{total / 1e6:.1f} MB"
+        text = (f"\r  {name:<26} [{bar:<30}] {done / scale:6.{digits}f}/"
+                f"{total / scale:.{digits}f} {unit}")
     else:
-        text = f"\r  {name:<26} {done / 1e6:6.1f} MB"
+        text = f"\r  {name:<26} {done / scale:6.{digits}f} {unit}"
     if final or stream.isatty():
         stream.write(text + ("\n" if final else ""))
         stream.flush()
@@ -102,7 +119,8 @@ def download_file(url, dest, md5, retries=3, backoff=1.0, timeout=30.0, stream=N
             except (OSError, http.client.HTTPException, socket.timeout) as err:
                 reason = getattr(err, "reason", None) or err
                 if attempt == retries:
-                    raise DownloadError(f"{url}: network error after {retries + 1} attempts "
+                    attempts = f"{retries + 1} attempt" + ("s" if retries else "")
+                    raise DownloadError(f"{url}: network error after {attempts} "
                                         f"({type(err).__name__}: {reason})") from None
                 wait = backoff * 2 ** attempt
                 print(f"\n  {dest.name}: {type(err).__name__}: {reason}; retrying in {wait:.1f} s "
@@ -136,7 +154,8 @@ def fetch_all(cache_dir, url_base=URL_BASE, checksums=FILES, retries=3, backoff=
             download_file(url, path, md5, retries=retries, backoff=backoff, timeout=timeout,
                           stream=stream)
         except DownloadError as err:
-            raise DownloadError(f"{err}\n{MANUAL_HINT.format(', '.join(checksums), url_base)}"
+            # one line, as every error of the script
+            raise DownloadError(f"{err}. {MANUAL_HINT.format(', '.join(checksums), url_base)}"
                                 ) from None
     return cache_dir
 
@@ -190,9 +209,13 @@ def build_split(raw_dir, output):
     arrays = {"Xtrain": flat[train_idx], "ytrain": y[train_idx],
               "Xdev": flat[dev_idx], "ydev": y[dev_idx],
               "Xtest": Xtest.reshape(len(Xtest), -1), "ytest": ytest}
-    with atomic_path(output) as tmp:
-        with open(tmp, "wb") as f:
-            np.savez_compressed(f, **arrays)
+    try:
+        with atomic_path(output) as tmp:
+            with open(tmp, "wb") as f:
+                np.savez_compressed(f, **arrays)
+    except OSError as err:  # checked writable at the start, so a full disk or the like
+        raise OutputError(f"--output {output}: cannot write the split "
+                          f"({err.strerror or err})") from None
     return Path(output)
 
 
@@ -207,25 +230,98 @@ def split_is_valid(output):
         return False
 
 
-def main(argv=None, checksums=FILES, backoff=1.0):
-    """The command line; `checksums` and `backoff` are injectable for tests."""
+def url_base(text):
+    """argparse type: a URL urllib can fetch the files from, http(s):// (a mirror) or file://."""
+    parts = urllib.parse.urlsplit(text)
+    try:
+        parts.port  # raises ValueError on a malformed port
+        ok = (parts.scheme in ("http", "https") and bool(parts.hostname)
+              or parts.scheme == "file" and bool(parts.path))
+    except ValueError:
+        ok = False
+    if not ok:
+        raise argparse.ArgumentTypeError(f"must be an http://, https:// or file:// URL, "
+                                         f"got {text!r}")
+    return text
+
+
+def timeout_seconds(text):
+    """argparse type: a finite timeout in (0, MAX_TIMEOUT] seconds."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0 < value <= MAX_TIMEOUT:  # also false for nan
+        raise argparse.ArgumentTypeError(f"must be a number of seconds in (0, {MAX_TIMEOUT:g}], "
+                                         f"got {text!r}")
+    return value
+
+
+def check_output(output):
+    """Raise OutputError now, before any download, if the split cannot be written to `output`."""
+    output = Path(output)
+    if output.is_dir():
+        raise OutputError(f"--output {output}: is a folder; name the file to write, "
+                          f"e.g. {output / DEFAULT_OUTPUT}")
+    try:
+        writable_dir(output.parent)
+    except OutputError as err:
+        raise OutputError(f"--output {output}: {err}") from None
+
+
+def _new_folders(folder):
+    """`folder` and those of its parents that do not exist yet (what a mkdir -p would create)."""
+    folder = Path(folder).absolute()
+    new = []
+    for path in (folder, *folder.parents):
+        if path.exists() or path.is_symlink():
+            break
+        new.append(path)
+    return new
+
+
+def _remove_empty(folders):
+    """Remove those of `folders` that are empty, deepest first: a failed run leaves no husk."""
+    for folder in sorted(set(folders), key=lambda path: len(path.parts), reverse=True):
+        try:
+            folder.rmdir()
+        except OSError:  # not empty (a verified download is kept for the next run) or gone
+            pass
+
+
+def _parser():
     parser = argparse.ArgumentParser(
         description="Download Kuzushiji-MNIST (md5-verified) and build the course's "
                     "train/dev/test split.",
         epilog="Without network access: fetch the four files (" + ", ".join(FILES) + ") by hand "
                "and pass their folder with --source.")
-    parser.add_argument("--source", type=Path, default=None,
-                        help="build offline from a folder that already holds the four official files")
-    parser.add_argument("--url-base", default=URL_BASE, help="base URL of the files (a mirror)")
-    parser.add_argument("--output", type=Path, default=Path(DEFAULT_OUTPUT),
-                        help="where to write the split (the scripts' default -data_path)")
-    parser.add_argument("--cache-dir", type=Path, default=Path(DEFAULT_CACHE),
-                        help="folder for the downloaded raw files")
-    parser.add_argument("--retries", type=int, default=3, help="retries per file on network errors")
-    parser.add_argument("--timeout", type=float, default=30.0, help="seconds before a stalled "
-                        "connection counts as a network error")
+    parser.add_argument("--source", type=Path, default=None, metavar="DIR",
+                        help="build offline from a folder that already holds the four official "
+                             "files (without it: download them)")
+    parser.add_argument("--url-base", type=url_base, default=URL_BASE, metavar="URL",
+                        help="base URL of the files: an http(s):// mirror or a file:// folder "
+                             "(default: %(default)s)")
+    parser.add_argument("--output", type=Path, default=Path(DEFAULT_OUTPUT), metavar="PATH",
+                        help="where to write the split, the scripts' default -data_path "
+                             "(default: %(default)s)")
+    parser.add_argument("--cache-dir", type=Path, default=Path(DEFAULT_CACHE), metavar="DIR",
+                        help="folder for the downloaded raw files (default: %(default)s)")
+    parser.add_argument("--retries", type=int, default=3, metavar="N",
+                        help="retries per file on network errors (default: %(default)s)")
+    parser.add_argument("--timeout", type=timeout_seconds, default=30.0, metavar="SECONDS",
+                        help="seconds before a stalled connection counts as a network error "
+                             "(default: %(default)s)")
     parser.add_argument("--force", action="store_true",
                         help="rebuild the split even if the output already holds it")
+    return parser
+
+
+def main(argv=None, checksums=FILES, backoff=1.0):
+    """The command line; `checksums` and `backoff` are injectable for tests.
+
+    Returns 0; on an error prints `error: ...` and exits 1, leaving no folder it made empty.
+    """
+    parser = _parser()
     args = parser.parse_args(argv)
     if args.retries < 0:
         parser.error(f"argument --retries: must be >= 0, got {args.retries}")
@@ -233,19 +329,28 @@ def main(argv=None, checksums=FILES, backoff=1.0):
     if args.output.is_file() and not args.force and split_is_valid(args.output):
         print(f"{args.output} already holds the course's split; nothing to do (--force rebuilds)")
         return 0
+    created = _new_folders(args.output.parent)
+    if args.source is None:
+        created += _new_folders(args.cache_dir)
     try:
+        check_output(args.output)  # a bad --output fails now, not after the download and build
         if args.source is not None:
             raw_dir = verify_source(args.source, checksums)
             print(f"Using the files in {raw_dir} (md5 verified)")
         else:
+            try:
+                writable_dir(args.cache_dir)
+            except OutputError as err:
+                raise OutputError(f"--cache-dir {err}") from None
             print(f"Fetching Kuzushiji-MNIST from {args.url_base} into {args.cache_dir}/")
             raw_dir = fetch_all(args.cache_dir, args.url_base, checksums, retries=args.retries,
                                 backoff=backoff, timeout=args.timeout)
         start = time.perf_counter()
         output = build_split(raw_dir, args.output)
-    except DownloadError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
+    except (DownloadError, OutputError) as err:
+        fail(str(err))
+    finally:
+        _remove_empty(created)
     print(f"Wrote {output} in {time.perf_counter() - start:.1f} s")
     return 0
 

@@ -1,9 +1,13 @@
 """The downloader (against a server on 127.0.0.1), the course's split, and utils.py."""
 import argparse
+import errno
 import hashlib
 import io
 import json
+import os
 import random
+import subprocess
+import sys
 import threading
 from pathlib import Path
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -11,7 +15,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import numpy as np
 import pytest
 
-from conftest import make_tiny_dataset
+from conftest import ROOT, make_tiny_dataset
 
 import download_kuzushiji_mnist as dl
 import utils
@@ -85,10 +89,39 @@ class FakeHost:
         self.server.server_close()
 
 
+SCRIPT = Path(dl.__file__).resolve()
+
+
+def _exit_code(argv, **kwargs):
+    """What the command exits with: main's return value, or the code of its SystemExit."""
+    try:
+        return dl.main(argv, **kwargs)
+    except SystemExit as exc:
+        return exc.code
+
+
 def _run(host_url, tmp_path, checksums, *extra):
     argv = ["--url-base", host_url, "--cache-dir", str(tmp_path / "raw"),
             "--output", str(tmp_path / "out.npz"), *extra]
-    return dl.main(argv, checksums=checksums, backoff=0.01)
+    return _exit_code(argv, checksums=checksums, backoff=0.01)
+
+
+def _cli(*args, cwd):
+    """Run the script as a user would, in `cwd`."""
+    return subprocess.run([sys.executable, str(SCRIPT), *map(str, args)], cwd=cwd,
+                          capture_output=True, text=True, timeout=120)
+
+
+def _tree(folder):
+    return sorted(str(p.relative_to(folder)) for p in Path(folder).rglob("*"))
+
+
+def _error_line(stderr):
+    """The single `error: ...` line of a failed run's stderr (and no traceback)."""
+    assert "Traceback" not in stderr
+    lines = [line for line in stderr.splitlines() if "error:" in line]
+    assert len(lines) == 1, stderr
+    return lines[0]
 
 
 def _leftovers(folder):
@@ -96,11 +129,18 @@ def _leftovers(folder):
                   or p.name.startswith("."))
 
 
-def test_download_builds_the_split(fake_release, tmp_path):
+def test_download_builds_the_split(fake_release, tmp_path, capsys):
     arrays, blobs, checksums = fake_release
     with FakeHost(blobs) as host:
         assert _run(host.url, tmp_path, checksums, "--retries", "0") == 0
     assert sorted(host.requests) == sorted(blobs)
+    # each file's final progress line gives its size in a unit it reads in (not 0.0/0.0 MB)
+    lines = capsys.readouterr().err.splitlines()
+    for name, blob in blobs.items():
+        n = len(blob)
+        size = f"{n / 1e3:.1f}/{n / 1e3:.1f} kB" if n >= 1000 else f"{n}/{n} B"
+        assert any(line.strip().startswith(name) and line.endswith(f" {size}") for line in lines)
+    assert not any("0.0/0.0" in line for line in lines)
     for name, blob in blobs.items():
         assert (tmp_path / "raw" / name).read_bytes() == blob
     train_idx, dev_idx = dl.course_split(60)
@@ -161,8 +201,43 @@ def test_unreachable_host_says_what_to_do(fake_release, tmp_path, capsys):
         url = host.url
     # the server is closed now: connections are refused
     assert _run(url, tmp_path, checksums, "--retries", "1") == 1
-    err = capsys.readouterr().err
-    assert "network error" in err and "--source DIR" in err
+    line = _error_line(capsys.readouterr().err)  # the hint is on the error's one line
+    assert "network error after 2 attempts" in line and "--source DIR" in line
+
+
+def test_one_attempt_is_singular(fake_release, tmp_path, capsys):
+    _, _, checksums = fake_release
+    with FakeHost({}) as host:
+        url = host.url
+    assert _run(url, tmp_path, checksums, "--retries", "0") == 1
+    assert "network error after 1 attempt (" in _error_line(capsys.readouterr().err)
+
+
+def test_failed_download_leaves_no_folder_it_made(fake_release, tmp_path, capsys):
+    _, blobs, checksums = fake_release
+    with FakeHost({}) as host:
+        url = host.url
+    argv = ["--url-base", url, "--retries", "0", "--cache-dir", str(tmp_path / "a" / "raw"),
+            "--output", str(tmp_path / "b" / "c" / "out.npz")]
+    assert _exit_code(argv, checksums=checksums) == 1
+    assert "network error" in _error_line(capsys.readouterr().err)
+    assert _tree(tmp_path) == []
+    # a cache folder that was there before is the user's: it stays, even empty
+    (tmp_path / "a" / "raw").mkdir(parents=True)
+    assert _exit_code(argv, checksums=checksums) == 1
+    assert _tree(tmp_path) == ["a", "a/raw"]
+
+
+def test_failed_download_keeps_the_verified_files(fake_release, tmp_path, capsys):
+    _, blobs, checksums = fake_release
+    partial = {name: blob for name, blob in blobs.items() if name != "kmnist-test-labels.npz"}
+    with FakeHost(partial) as host:
+        argv = ["--url-base", host.url, "--cache-dir", str(tmp_path / "raw"),
+                "--output", str(tmp_path / "new" / "out.npz")]
+        assert _exit_code(argv, checksums=checksums) == 1
+    assert "HTTP 404" in _error_line(capsys.readouterr().err)
+    # the next run fetches only the missing file; the output's new folder is gone
+    assert _tree(tmp_path) == ["raw"] + [f"raw/{name}" for name in sorted(partial)]
 
 
 def test_rerun_fetches_nothing(fake_release, tmp_path, capsys):
@@ -208,13 +283,13 @@ def test_source_folder_missing_or_corrupt_file(fake_release, tmp_path, capsys):
     src = _source_folder(tmp_path, blobs)
     out = tmp_path / "out.npz"
     (src / "kmnist-test-labels.npz").unlink()
-    assert dl.main(["--source", str(src), "--output", str(out)], checksums=checksums) == 1
+    assert _exit_code(["--source", str(src), "--output", str(out)], checksums=checksums) == 1
     assert "kmnist-test-labels.npz is missing" in capsys.readouterr().err
     (src / "kmnist-test-labels.npz").write_bytes(b"not the file")
-    assert dl.main(["--source", str(src), "--output", str(out)], checksums=checksums) == 1
+    assert _exit_code(["--source", str(src), "--output", str(out)], checksums=checksums) == 1
     assert "kmnist-test-labels.npz has md5" in capsys.readouterr().err
-    assert dl.main(["--source", str(tmp_path / "nowhere"), "--output", str(out)],
-                   checksums=checksums) == 1
+    assert _exit_code(["--source", str(tmp_path / "nowhere"), "--output", str(out)],
+                      checksums=checksums) == 1
     assert "no such folder" in capsys.readouterr().err
     assert not out.exists()
 
@@ -224,6 +299,133 @@ def test_bad_flag_values_are_rejected(capsys):
         dl.main(["--retries", "-1"])
     assert exc.value.code == 2
     assert "--retries" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("case", ["folder", "file_in_path", "sysfs", "no_such_proc_folder"])
+def test_unwritable_output_fails_before_any_download(fake_release, tmp_path, case):
+    _, blobs, _ = fake_release
+    (tmp_path / "out").mkdir()
+    (tmp_path / "afile").write_text("a regular file")
+    output, reason = {
+        "folder": (tmp_path / "out", "is a folder; name the file to write"),
+        "file_in_path": (tmp_path / "afile" / "k.npz", "a file of that name (or in its path) "
+                                                       "is in the way"),
+        "sysfs": (Path("/sys/kernel/k.npz"), "cannot write there (Permission denied)"),
+        "no_such_proc_folder": (Path("/proc/nope/k.npz"),
+                                "cannot write there (No such file or directory)"),
+    }[case]
+    if case == "sysfs" and not output.parent.is_dir():
+        pytest.skip("no /sys/kernel on this system")
+    before = _tree(tmp_path)
+    with FakeHost(blobs) as host:
+        result = _cli("--url-base", host.url, "--cache-dir", tmp_path / "raw",
+                      "--output", output, cwd=tmp_path)
+    assert result.returncode == 1
+    line = _error_line(result.stderr)
+    assert result.stderr == line + "\n"  # nothing else: no traceback, no progress
+    assert line.startswith(f"error: --output {output}: ") and reason in line
+    assert host.requests == []  # checked before any download
+    assert _tree(tmp_path) == before  # no cache folder, no temporary file
+    assert not Path("/proc/nope").exists() and not Path("/sys/kernel/k.npz").exists()
+
+
+def test_cache_dir_that_is_a_file_fails_before_any_download(fake_release, tmp_path):
+    _, blobs, _ = fake_release
+    (tmp_path / "afile").write_text("a regular file")
+    with FakeHost(blobs) as host:
+        result = _cli("--url-base", host.url, "--cache-dir", tmp_path / "afile",
+                      "--output", tmp_path / "new" / "out.npz", cwd=tmp_path)
+    assert result.returncode == 1
+    line = _error_line(result.stderr)
+    assert result.stderr == line + "\n"
+    assert line == (f"error: --cache-dir {tmp_path / 'afile'}: cannot be used as an output "
+                    f"folder: a file of that name (or in its path) is in the way")
+    assert host.requests == []
+    assert _tree(tmp_path) == ["afile"]  # not even the output's folder
+    assert (tmp_path / "afile").read_text() == "a regular file"
+
+
+def test_write_failure_during_the_build_is_a_clean_error(fake_release, tmp_path, capsys,
+                                                         monkeypatch):
+    _, blobs, checksums = fake_release
+    src = _source_folder(tmp_path, blobs)
+
+    def disk_full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(dl.np, "savez_compressed", disk_full)
+    out = tmp_path / "new" / "out.npz"
+    assert _exit_code(["--source", str(src), "--output", str(out)], checksums=checksums) == 1
+    assert _error_line(capsys.readouterr().err) == (
+        f"error: --output {out}: cannot write the split (No space left on device)")
+    assert _tree(tmp_path) == ["src"] + [f"src/{name}" for name in sorted(blobs)]
+
+
+@pytest.mark.parametrize("flag, value, message", [
+    ("--url-base", "notaurl", "must be an http://, https:// or file:// URL, got 'notaurl'"),
+    ("--url-base", "http://", "must be an http://, https:// or file:// URL"),
+    ("--url-base", "ftp://example.org/kmnist/", "must be an http://, https:// or file:// URL"),
+    ("--url-base", "http://127.0.0.1:port/", "must be an http://, https:// or file:// URL"),
+    ("--timeout", "-1", "must be a number of seconds in (0, 86400], got '-1'"),
+    ("--timeout", "0", "must be a number of seconds in (0, 86400], got '0'"),
+    ("--timeout", "nan", "must be a number of seconds in (0, 86400], got 'nan'"),
+    ("--timeout", "inf", "must be a number of seconds in (0, 86400], got 'inf'"),
+    ("--timeout", "1e12", "must be a number of seconds in (0, 86400], got '1e12'"),
+    ("--timeout", "soon", "must be a number of seconds in (0, 86400], got 'soon'"),
+])
+def test_bad_url_base_and_timeout_are_argparse_errors(flag, value, message, capsys):
+    with pytest.raises(SystemExit) as exc:
+        dl.main([f"{flag}={value}"])
+    assert exc.value.code == 2
+    assert f"error: argument {flag}: {message}" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("args", [["--url-base", "notaurl"], ["--timeout=-1"],
+                                  ["--timeout", "nan"], ["--timeout", "0"]])
+def test_bad_flag_values_exit_2_without_traceback_or_files(args, tmp_path):
+    result = _cli(*args, cwd=tmp_path)
+    assert result.returncode == 2
+    flag = args[0].split("=")[0]
+    assert f"download_kuzushiji_mnist.py: error: argument {flag}: must be" in _error_line(
+        result.stderr)
+    assert result.stdout == "" and _tree(tmp_path) == []  # no kmnist-raw/, no output
+
+
+def test_good_url_base_and_timeout_values(fake_release, tmp_path):
+    """file:// (a local mirror) downloads like http://, and the timeout is a float."""
+    arrays, blobs, checksums = fake_release
+    src = _source_folder(tmp_path, blobs)
+    argv = ["--url-base", src.as_uri() + "/", "--cache-dir", str(tmp_path / "raw"),
+            "--output", str(tmp_path / "out.npz"), "--timeout", "2.5"]
+    assert dl._parser().parse_args(argv).timeout == 2.5
+    assert _exit_code(argv, checksums=checksums, backoff=0.01) == 0
+    for name, blob in blobs.items():
+        assert (tmp_path / "raw" / name).read_bytes() == blob
+    with np.load(tmp_path / "out.npz") as out:
+        np.testing.assert_array_equal(out["Xtest"], arrays["kmnist-test-imgs.npz"].reshape(12, -1))
+    for url in ("https://example.org/kmnist/", "http://127.0.0.1:8000/k/", "file:///tmp/k/"):
+        assert dl._parser().parse_args(["--url-base", url]).url_base == url
+
+
+@pytest.mark.parametrize("size, text", [(18_384_171, "18.4/18.4 MB"), (29_700, "29.7/29.7 kB"),
+                                        (5_304, "5.3/5.3 kB"), (512, "512/512 B")])
+def test_progress_shows_sizes_in_a_readable_unit(size, text):
+    stream = io.StringIO()
+    dl._progress("kmnist-train-labels.npz", size, size, stream, final=True)
+    assert stream.getvalue().rstrip("\n").endswith(" " + text)
+
+
+def test_help_shows_the_defaults(capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "300")  # one line per flag, so no default is wrapped
+    with pytest.raises(SystemExit) as exc:
+        dl.main(["--help"])
+    assert exc.value.code == 0
+    out = capsys.readouterr().out
+    for flag, default in (("--url-base URL", dl.URL_BASE), ("--output PATH", dl.DEFAULT_OUTPUT),
+                          ("--cache-dir DIR", dl.DEFAULT_CACHE), ("--retries N", "3"),
+                          ("--timeout SECONDS", "30.0")):
+        [line] = [line for line in out.splitlines() if line.lstrip().startswith(flag)]
+        assert line.endswith(f"(default: {default})")
 
 
 # ----------------------------------------------------------------------------- the split
@@ -255,18 +457,30 @@ def test_real_split_fingerprints(real_data_path):
     assert X.dtype == np.float64 and X.min() == 0.0 and X.max() == 255 / 256
 
 
+RAW_DIR_ENV = "KMNIST_RAW_DIR"
+
+
 def test_real_split_matches_the_official_files(real_data_path):
-    """When the official files sit beside the project (as in CI), the split is built from them."""
-    source = Path(__file__).resolve().parents[2] / "shared" / "data" / "kmnist"
-    if not source.is_dir():
-        pytest.skip(f"official files not found at {source}")
+    """The split is built from the four official files in $KMNIST_RAW_DIR (set by CI), else in
+    ../shared/data/kmnist beside the project."""
+    value = os.environ.get(RAW_DIR_ENV)
+    source = Path(value) if value else ROOT.parent / "shared" / "data" / "kmnist"
+    missing = [name for name in dl.FILES if not (source / name).is_file()]
+    if missing:
+        pytest.skip(f"official files not found in {source} (missing {', '.join(missing)}): "
+                    f"set {RAW_DIR_ENV} to the folder that holds them")
     images = np.load(source / "kmnist-train-imgs.npz")["arr_0"].reshape(60000, -1)
+    labels = np.load(source / "kmnist-train-labels.npz")["arr_0"]
     test_images = np.load(source / "kmnist-test-imgs.npz")["arr_0"].reshape(10000, -1)
+    test_labels = np.load(source / "kmnist-test-labels.npz")["arr_0"]
     train_idx, dev_idx = dl.course_split()
     with np.load(real_data_path) as data:
         np.testing.assert_array_equal(data["Xdev"], images[dev_idx])
+        np.testing.assert_array_equal(data["ydev"], labels[dev_idx])
         np.testing.assert_array_equal(data["Xtrain"], images[train_idx])
+        np.testing.assert_array_equal(data["ytrain"], labels[train_idx])
         np.testing.assert_array_equal(data["Xtest"], test_images)
+        np.testing.assert_array_equal(data["ytest"], test_labels)
 
 
 # ----------------------------------------------------------------------------- the loader
@@ -322,10 +536,10 @@ def test_truncated_file(tmp_path):
     path = make_tiny_dataset(tmp_path / "d.npz")
     blob = path.read_bytes()
     path.write_bytes(blob[: len(blob) // 2])
-    with pytest.raises(utils.DataError, match=r"d\.npz: cannot be read.*truncated"):
+    with pytest.raises(utils.DataError, match=r"d\.npz: not a \.npz dataset .*truncated"):
         utils.load_dataset(path)
     path.write_text("this is not a zip file")
-    with pytest.raises(utils.DataError, match="cannot be read"):
+    with pytest.raises(utils.DataError, match="not a .npz dataset"):
         utils.load_dataset(path)
 
 
