@@ -2,17 +2,22 @@
 
 Runs each experiment with the project's own scripts (in parallel, one process per run), reuses
 finished runs from earlier calls (a cache keyed by the run's flags, the code and the data), and
-writes under `--output-dir` (default report/):
+writes under `-output_dir` (default report/):
 
     runs/<label>/        each run's figures, record (JSON) and log
     figures/<sweep>.*    one comparison figure per sweep: dev accuracy and training loss per epoch
     results.md           one table per question, the course's numbers beside ours, the best runs
+
+Ctrl-C stops the running runs and exits with 130; finished runs are kept, so the same command
+resumes.
 """
 import argparse
 import hashlib
 import json
 import math
 import os
+import shlex
+import signal
 import subprocess
 import sys
 import threading
@@ -29,8 +34,27 @@ ROOT = Path(__file__).resolve().parent
 # forking a process that has loaded torch is not safe, each run is a fresh interpreter.
 FORK = sys.platform.startswith("linux")
 
-# The course's published Q1 results (final dev, test accuracy), 2022-23.
+# The course's published Q1 results (final dev, test accuracy), 2022-23, after the scripts'
+# default number of epochs.
 COURSE_Q1 = {"perceptron": (0.7236, 0.6193), "logistic_regression": (0.8251, 0.7028)}
+COURSE_EPOCHS = 20
+DEFAULT_OUTPUT_DIR = Path("report")
+# After Ctrl-C, how long a run gets to stop on its own (and clean up) before it is killed.
+STOP_GRACE_SECONDS = 10
+EXIT_INTERRUPTED = 130  # the shell's code for a process stopped by SIGINT
+KILL = getattr(signal, "SIGKILL", signal.SIGTERM)  # Windows has no SIGKILL
+
+
+class NotStarted(Exception):
+    """A run asked to start after Ctrl-C."""
+
+
+class Interrupted(Exception):
+    """Ctrl-C during the runs, once the running ones are stopped: `done` of `total` finished."""
+
+    def __init__(self, done, total):
+        super().__init__(f"{done} of {total} runs finished")
+        self.done, self.total = done, total
 
 
 @dataclass(frozen=True)
@@ -74,6 +98,7 @@ class Sweep:
     after: str = None        # key of the sweep whose best run this one builds on
     build: object = None     # callable(best Run of `after`) -> list of Runs
     words: str = ""          # how to state the best in results.md
+    weight_norm: bool = False  # add a panel of ||W||_F per epoch to the sweep's figure
 
 
 def q1(model, **flags):
@@ -107,7 +132,7 @@ def plan(extras):
         sweeps += [
             Sweep("x-l2", "Extra (2024-25): L2 penalty on logistic regression (numpy)",
                   [q1("logistic_regression"), q1("logistic_regression", l2_penalty="0.01")],
-                  words="penalty"),
+                  words="penalty", weight_norm=True),
             Sweep("x-batch", "Extra: FFN batch size (compare the times)",
                   [ffn.with_flags(batch_size=b) for b in (16, 64, 512, 1024)],
                   words="batch size"),
@@ -146,6 +171,10 @@ class Runner:
         self.fingerprint = {"code": code, "data": data_digest, "common": self.common_args}
         self._import_lock = threading.Lock()
         self._modules = None
+        # the running children ({pid: Popen or None}), so that `stop` can reach them
+        self._children_lock = threading.Lock()
+        self._children = {}
+        self._stopping = False
 
     def key(self, run):
         payload = dict(self.fingerprint, script=run.script, args=list(run.args),
@@ -175,15 +204,17 @@ class Runner:
         with open(log, "w") as out:
             out.write(f"$ python {run.script} {' '.join(argv)}\n")
             out.flush()
-            if FORK:
-                code = self._fork(run.script, argv, out.fileno())
-            else:
-                env = dict(os.environ, OMP_NUM_THREADS=str(self.threads),
-                           OPENBLAS_NUM_THREADS=str(self.threads),
-                           MKL_NUM_THREADS=str(self.threads), PYTHONUNBUFFERED="1")
-                code = subprocess.run([sys.executable, str(ROOT / run.script), *argv],
-                                      stdout=out, stderr=subprocess.STDOUT, env=env,
-                                      stdin=subprocess.DEVNULL, cwd=ROOT).returncode
+            try:
+                if FORK:
+                    code = self._fork(run.script, argv, out.fileno())
+                else:
+                    code = self._spawn(run.script, argv, out)
+            except NotStarted:
+                out.write("not started: the report was interrupted\n")
+                code = EXIT_INTERRUPTED
+            except Exception:  # e.g. a script that does not import: this run fails, not the report
+                out.write(traceback.format_exc())
+                code = 1
         seconds = time.perf_counter() - start
         records = list(folder.glob("*.json"))
         if code != 0 or len(records) != 1:
@@ -193,6 +224,46 @@ class Runner:
             tmp.write_text(self.key(run) + "\n")
         return utils.read_record(records[0]), seconds, log
 
+    def _spawn(self, script, argv, out):
+        """Run `script` in a fresh interpreter, in a process group of its own (see `_fork`)."""
+        env = dict(os.environ, OMP_NUM_THREADS=str(self.threads),
+                   OPENBLAS_NUM_THREADS=str(self.threads),
+                   MKL_NUM_THREADS=str(self.threads), PYTHONUNBUFFERED="1")
+        group = ({"start_new_session": True} if hasattr(os, "killpg")
+                 else {"creationflags": subprocess.CREATE_NEW_PROCESS_GROUP})
+        with self._children_lock:  # `stop` either comes before (no start) or sees this child
+            if self._stopping:
+                raise NotStarted
+            process = subprocess.Popen([sys.executable, str(ROOT / script), *argv], stdout=out,
+                                       stderr=subprocess.STDOUT, env=env,
+                                       stdin=subprocess.DEVNULL, cwd=ROOT, **group)
+            self._children[process.pid] = process
+        try:
+            return process.wait()
+        finally:
+            with self._children_lock:
+                del self._children[process.pid]
+
+    def _script(self, script):
+        """The imported script (and torch, matplotlib), loaded once in this process."""
+        with self._import_lock:
+            if self._modules is None:
+                import matplotlib
+                matplotlib.use("Agg")
+                import matplotlib.pyplot  # noqa: F401
+                import torch._dynamo  # noqa: F401
+                self._modules = {}
+            if script not in self._modules:
+                try:
+                    self._modules[script] = utils.load_script(script)
+                except Exception as err:
+                    # keep the error: a second load_script would return the half-made module
+                    self._modules[script] = err
+            module = self._modules[script]
+        if isinstance(module, BaseException):
+            raise module
+        return module
+
     def _fork(self, script, argv, log_fd):
         """Run `script`'s main(argv) in a forked child of this process; returns its exit code.
 
@@ -200,39 +271,81 @@ class Runner:
         torch.optim imports on first use: ~6 s that a fresh interpreter pays for every run), so
         a child starts in milliseconds. Each child is a fresh copy of the parent: no state
         passes from one run to the next. The scripts set their own thread counts.
+
+        The child gets a process group of its own, so a Ctrl-C at the terminal reaches only
+        this process, which then stops each run once (`stop`), with its own helper processes.
         """
-        with self._import_lock:
-            modules = self._modules
-            if modules is None:
-                import matplotlib
-                matplotlib.use("Agg")
-                import matplotlib.pyplot  # noqa: F401
-                import torch._dynamo  # noqa: F401
-                modules = self._modules = {name: utils.load_script(name)
-                                           for name in ("hw1-q1.py", "hw1-q2.py")}
-        pid = os.fork()
-        if pid == 0:  # the child: never returns
-            code = 1
+        module = self._script(script)
+        with self._children_lock:  # `stop` either comes before (no start) or sees this child
+            if self._stopping:
+                raise NotStarted
+            # SIGINT is held back until the child has its handler: Python's after-fork clean-up
+            # would drop one that came earlier, and the run would go on
+            mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
             try:
-                os.dup2(log_fd, 1)
-                os.dup2(log_fd, 2)
-                sys.stdout = open(1, "w", buffering=1, closefd=False)
-                sys.stderr = open(2, "w", buffering=1, closefd=False)
-                sys.modules["torch"].set_num_threads(self.threads)  # cores // jobs
-                modules[script].main(argv)
-                code = 0
-            except SystemExit as exit_:
-                code = exit_.code if isinstance(exit_.code, int) else (exit_.code is not None)
-                if isinstance(exit_.code, str):
-                    print(exit_.code, file=sys.stderr)
-            except BaseException:
-                traceback.print_exc()
+                pid = os.fork()
+                if pid == 0:
+                    self._child(module, argv, log_fd, mask)  # never returns
             finally:
-                sys.stdout.flush()
-                sys.stderr.flush()
-                os._exit(code)
-        _, status = os.waitpid(pid, 0)
+                signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+            try:
+                os.setpgid(pid, pid)  # as in the child: whichever runs first makes the group
+            except OSError:
+                pass  # the child already made it, or has already exited
+            self._children[pid] = None
+        try:
+            _, status = os.waitpid(pid, 0)
+        finally:
+            with self._children_lock:
+                del self._children[pid]
         return os.waitstatus_to_exitcode(status)
+
+    def _child(self, module, argv, log_fd, mask):
+        """The forked child of `_fork`: run module.main(argv), log to `log_fd`, exit."""
+        code = 1
+        try:
+            os.setpgid(0, 0)
+            os.dup2(log_fd, 1)
+            os.dup2(log_fd, 2)
+            sys.stdout = open(1, "w", buffering=1, closefd=False)
+            sys.stderr = open(2, "w", buffering=1, closefd=False)
+            # Ctrl-C from here on, once whatever it prints goes to the log
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+            sys.modules["torch"].set_num_threads(self.threads)  # cores // jobs
+            module.main(argv)
+            code = 0
+        except SystemExit as exit_:
+            code = exit_.code if isinstance(exit_.code, int) else (exit_.code is not None)
+            if isinstance(exit_.code, str):
+                print(exit_.code, file=sys.stderr)
+        except KeyboardInterrupt:
+            print("interrupted (the report was stopped)", file=sys.stderr)
+            code = EXIT_INTERRUPTED
+        except BaseException:
+            traceback.print_exc()
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(code)
+
+    def stop(self, kill=False):
+        """Ask every running run to stop (SIGINT: it cleans up and exits), or kill it; start no
+        more. Each run's process group gets the signal, so its helper processes do too."""
+        with self._children_lock:
+            self._stopping = True
+            for pid, process in self._children.items():
+                self._signal(pid, process, KILL if kill else signal.SIGINT)
+
+    @staticmethod
+    def _signal(pid, process, signum):
+        try:
+            if hasattr(os, "killpg"):
+                os.killpg(pid, signum)
+            elif process is not None:  # Windows: no process groups to signal
+                process.terminate()
+        except (ProcessLookupError, PermissionError):
+            pass  # already gone
 
 
 def best_run(runs, records):
@@ -250,14 +363,35 @@ def final(record, key):
     return values
 
 
-def run_all(sweeps, runner, log=print):
+def log_line(text):
+    """Print a progress line at once, also when stdout is a pipe or a file."""
+    print(text, flush=True)
+
+
+def ignore_ctrl_c():
+    """From here on Ctrl-C does nothing: the report is already stopping, and a second one must
+    not cut its clean-up short (only the main thread can set a handler)."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def run_all(sweeps, runner, log=log_line):
     """Run every sweep's runs (deduplicated, in parallel).
 
-    Returns ({Run: record}, {Run: log path} of the failed runs, number of runs executed).
+    Logs `start` when a run starts and `[done/total]` when it ends. The total is known before
+    the first start: a sweep built on another's best run (Q2.3) counts the runs it will add,
+    which depend on that best but not their number.
+
+    Returns ({Run: record}, {Run: log path or None} of the failed runs, number of runs executed).
+    On Ctrl-C, stops the running runs (their folders get no cache key, so they run again next
+    time; a second Ctrl-C kills them at once) and raises Interrupted, leaving Ctrl-C ignored
+    for the caller's exit.
     """
     records, seconds, failures = {}, {}, {}
     pending_sweeps = {s.key: s for s in sweeps if s.build is not None}
+    by_key = {s.key: s for s in sweeps}
     queue, seen = [], set()
+    announced = False  # whether the header line is out (a later reuse gets a line of its own)
 
     def enqueue(runs):
         for run in runs:
@@ -265,73 +399,114 @@ def run_all(sweeps, runner, log=print):
                 seen.add(run)
                 queue.append(run)
 
+    def reuse(runs):
+        for run in runs:
+            record = runner.cached(run)
+            if record is not None:
+                records[run] = record
+                queue.remove(run)
+                if announced:
+                    log(f"[{len(records) + len(failures)}/{total}] reused {run.script} "
+                        f"{run.description} (dev acc {fmt(final(record, 'valid_acc'))}), "
+                        f"finished earlier")
+
     for sweep in sweeps:
         if sweep.build is None:
             enqueue(sweep.runs)
     # runs of a sweep that others build on go first, so the dependants can start early
     needed = {s.after for s in pending_sweeps.values()}
     queue.sort(key=lambda r: not any(r in s.runs for s in sweeps if s.key in needed))
+    reuse(list(queue))
 
-    for run in list(queue):
-        record = runner.cached(run)
-        if record is not None:
-            records[run] = record
-            queue.remove(run)
-    if records:
-        log(f"reusing {len(records)} finished run(s) from {runner.runs_dir}")
+    expected = {key: max((len({r for r in sweep.build(base) if r not in seen})
+                          for base in by_key[sweep.after].runs), default=0)
+                for key, sweep in pending_sweeps.items()}
+    total = len(seen) + sum(expected.values())
 
-    by_key = {s.key: s for s in sweeps}
-    total = len(records) + len(queue)
+    def resolve_dependants():
+        nonlocal total
+        for key, sweep in list(pending_sweeps.items()):
+            base = by_key[sweep.after]
+            if not all(r in records or r in failures for r in base.runs):
+                continue
+            best = best_run(base.runs, records)
+            sweep.runs = sweep.build(best) if best is not None else []
+            del pending_sweeps[key]
+            fresh = [r for r in sweep.runs if r not in seen]
+            enqueue(fresh)
+            if len(fresh) != expected[key]:
+                total += len(fresh) - expected[key]
+                why = f" (no run of {base.title} finished)" if best is None else ""
+                log(f"{sweep.title}: {len(fresh)} run(s), not {expected[key]}{why}; "
+                    f"{total} run(s) in all now")
+            reuse(fresh)
+
+    resolve_dependants()  # now, if every run it builds on was reused
+    reused = len(records)
+    counts = f"{total} runs to do"
+    if reused:
+        counts = (f"{total} runs: {reused} finished earlier, reused from {runner.runs_dir}; "
+                  f"{total - reused} to do")
+    log(counts + (f", {runner.jobs} at a time" if total > reused else ""))
+    announced = True
+
     start = time.perf_counter()
     running = {}
 
-    def resolve_dependants():
-        for key, sweep in list(pending_sweeps.items()):
-            base = by_key[sweep.after]
-            if all(r in records or r in failures for r in base.runs):
-                best = best_run(base.runs, records)
-                sweep.runs = sweep.build(best) if best is not None else []
-                del pending_sweeps[key]
-                fresh = [r for r in sweep.runs if r not in seen]
-                enqueue(fresh)
-                for run in fresh:
-                    record = runner.cached(run)
-                    if record is not None:
-                        records[run] = record
-                        queue.remove(run)
-                nonlocal total
-                total += len(fresh)
+    def collect(future):
+        run = running.pop(future)
+        error = future.exception()
+        record, secs, logfile = (None, 0.0, None) if error else future.result()
+        seconds[run] = secs
+        done = len(records) + len(failures) + 1
+        remaining = total - done
+        eta = math.ceil(remaining / runner.jobs) * sum(seconds.values()) / len(seconds)
+        progress = (f"; {remaining} to go, ETA {format_seconds(eta)}, "
+                    f"elapsed {format_seconds(time.perf_counter() - start)}")
+        if record is not None:
+            records[run] = record
+            log(f"[{done}/{total}] done {run.script} {run.description} in {secs:.1f} s "
+                f"(dev acc {fmt(final(record, 'valid_acc'))})" + progress)
+            return
+        failures[run] = logfile
+        if error is not None:
+            detail = f": {error}"
+        else:
+            tail = logfile.read_text(errors="replace").splitlines()[-5:]
+            detail = f"; see {logfile}:\n  " + "\n  ".join(tail)
+        log(f"[{done}/{total}] FAILED {run.script} {run.description} after {secs:.1f} s"
+            + progress + detail)
 
     with ThreadPoolExecutor(max_workers=runner.jobs) as pool:
-        while True:
-            resolve_dependants()
-            while queue and len(running) < runner.jobs:
-                run = queue.pop(0)
-                running[pool.submit(runner.execute, run)] = run
-                log(f"[{len(records) + len(failures) + len(running)}/{total}] start "
-                    f"{run.script} {run.description}")
-            if not running:
-                break
-            done, _ = wait(running, return_when=FIRST_COMPLETED)
-            for future in done:
-                run = running.pop(future)
-                record, secs, logfile = future.result()
-                seconds[run] = secs
-                if record is None:
-                    failures[run] = logfile
-                    tail = logfile.read_text().splitlines()[-5:]
-                    log(f"FAILED {run.script} {run.description} ({secs:.1f} s); see {logfile}:\n  "
-                        + "\n  ".join(tail))
-                else:
-                    records[run] = record
-                finished = len(records) + len(failures)
-                remaining = total - finished
-                mean = sum(seconds.values()) / len(seconds)
-                eta = math.ceil(remaining / runner.jobs) * mean
-                log(f"[{finished}/{total}] done  {run.script} {run.description} in {secs:.1f} s"
-                    + (f" (dev acc {final(record, 'valid_acc'):.4f})" if record else "")
-                    + f"; {remaining} remaining, ETA {format_seconds(eta)}"
-                    + f", elapsed {format_seconds(time.perf_counter() - start)}")
+        try:
+            while True:
+                resolve_dependants()
+                while queue and len(running) < runner.jobs:
+                    run = queue.pop(0)
+                    running[pool.submit(runner.execute, run)] = run
+                    log(f"start {run.script} {run.description}")
+                if not running:
+                    break
+                finished, _ = wait(running, return_when=FIRST_COMPLETED)
+                for future in finished:
+                    collect(future)
+        except KeyboardInterrupt:
+            try:
+                if running:
+                    log(f"stopping {len(running)} running run(s) (Ctrl-C again kills them)")
+                runner.stop()
+                _, late = wait(running, timeout=STOP_GRACE_SECONDS)
+            except KeyboardInterrupt:  # a second Ctrl-C: no more waiting
+                late = True
+            ignore_ctrl_c()
+            if late:
+                runner.stop(kill=True)
+                wait(running)
+            # a run that ended whole before its stop is kept (and stamped) like any other
+            for future, run in running.items():
+                if future.exception() is None and future.result()[0] is not None:
+                    records[run] = future.result()[0]
+            raise Interrupted(len(records), total) from None
     return records, failures, len(seconds)
 
 
@@ -380,28 +555,93 @@ def sweep_table(sweep, records, failures, course=False):
     return lines, best
 
 
-def comparison_figure(sweep, records, figures_dir):
+def sweep_figure(sweep, records):
+    """The sweep's figure (a matplotlib Figure; None if no run has a record): one panel per
+    measure, one line per run, a run in the same colour in every panel."""
     runs = [r for r in sweep.runs if r in records]
     if not runs:
-        return []
+        return None
+    measures = [("valid_acc", "Dev accuracy"), ("train_loss", "Training loss")]
+    if sweep.weight_norm:
+        measures.append(("weight_norm", "Weight norm ||W||_F"))
+    panels = [(ylabel, curves) for key, ylabel in measures
+              if (curves := {r: records[r][key] for r in runs if records[r].get(key)})]
+    # by position in the sweep, not in the panel: a panel may lack a run (the perceptron has
+    # no loss), which would shift the colours of the next ones
+    colours = {run: f"C{i % 10}" for i, run in enumerate(sweep.runs)}
     n_epochs = max(len(records[r]["epochs"]) for r in runs)
-    dev = {r.description: records[r]["valid_acc"] for r in runs}
-    loss = {r.description: records[r]["train_loss"] for r in runs
-            if records[r].get("train_loss")}
-    panels = [("Dev accuracy", dev)] + ([("Training loss", loss)] if loss else [])
-    return utils.plot_panels(figures_dir / sweep.key, range(1, n_epochs + 1), panels,
-                             title=sweep.title)
+
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
+
+    fig, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 4), squeeze=False)
+    for ax, (ylabel, curves) in zip(axes[0], panels):
+        for run, values in curves.items():
+            values = [math.nan if v is None else v for v in values]  # None: a diverged epoch
+            ax.plot(range(1, len(values) + 1), values, marker="o", markersize=3,
+                    color=colours[run], label=run.description)
+        # whole epochs only, even for one: by default one point spans a few hundredths, and
+        # the integer locator needs min_n_ticks=1 to place a single tick
+        ax.set_xlim(0.5, n_epochs + 0.5)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
+        ax.set_xlabel("Epoch")
+        ax.set_ylabel(ylabel)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize="small")
+    fig.suptitle(sweep.title)
+    fig.tight_layout()
+    return fig
 
 
-def write_report(sweeps, records, failures, output_dir, total_seconds, executed=None):
+def comparison_figure(sweep, records, figures_dir):
+    """Save `sweep_figure` as figures_dir/KEY.pdf and .png, both or neither; returns the paths."""
+    fig = sweep_figure(sweep, records)
+    if fig is None:
+        return []
+    import matplotlib.pyplot as plt
+    figures_dir = Path(figures_dir)
+    figures_dir.mkdir(parents=True, exist_ok=True)
+    paths = [figures_dir / f"{sweep.key}{suffix}" for suffix in (".pdf", ".png")]
+    try:
+        with utils.staged_files() as stage:
+            for path in paths:
+                fig.savefig(stage(path), format=path.suffix[1:], dpi=120)
+    finally:
+        plt.close(fig)
+    return paths
+
+
+def short_note(epochs):
+    """The warning results.md opens with when the runs did not train the course's epochs."""
+    if epochs is None or epochs == COURSE_EPOCHS:
+        return None
+    return (f"**Not the full report: every run trained for {epochs} epoch"
+            f"{'s' if epochs != 1 else ''}, not the course's {COURSE_EPOCHS}, so these numbers "
+            f"are not comparable with the course's published ones (the course columns of the "
+            f"Q1 table).**")
+
+
+def write_report(sweeps, records, failures, output_dir, total_seconds, executed=None,
+                 command="python report.py", epochs=None):
+    """Write the figures and results.md; `command` is how they were made, `epochs` the
+    override of the runs' epochs, if any."""
     output_dir = Path(output_dir)
     lines = ["# Homework 1: results", "",
-             "Regenerated by `python report.py`. Accuracies are final (last epoch); the best run "
+             f"Regenerated by `{command}`. Accuracies are final (last epoch); the best run "
              "of each sweep is the one with the highest final dev accuracy.", ""]
+    note = short_note(epochs)
+    if note:
+        lines += [note, ""]
     for sweep in sweeps:
         lines += [f"## {sweep.title}", ""]
-        table, best = sweep_table(sweep, records, failures, course=sweep.key == "q1")
+        course = sweep.key == "q1"
+        table, best = sweep_table(sweep, records, failures, course=course)
         lines += table + [""]
+        if course and note:
+            lines += [f"The course's columns are after {COURSE_EPOCHS} epochs, ours after "
+                      f"{epochs}.", ""]
         if best is not None:
             lines.append(f"Best {sweep.words}: `{best.description}`, final dev accuracy "
                          f"{fmt(final(records[best], 'valid_acc'))}, test accuracy "
@@ -420,41 +660,90 @@ def write_report(sweeps, records, failures, output_dir, total_seconds, executed=
     return output_dir / "results.md"
 
 
-def main(argv=None):
+def command_line(args):
+    """The command that makes this report, with the options that differ from the defaults and
+    change what it holds (not --jobs or --force)."""
+    words = ["python", "report.py"]
+    if args.data_path != utils.DEFAULT_DATA_PATH:
+        words += ["--data-path", str(args.data_path)]
+    if args.output_dir != DEFAULT_OUTPUT_DIR:
+        words += ["--output-dir", str(args.output_dir)]
+    if args.epochs is not None:
+        words += ["--epochs", str(args.epochs)]
+    if args.extras:
+        words.append("--extras")
+    return shlex.join(words)
+
+
+def parse_args(argv=None):
     parser = argparse.ArgumentParser(
         description="Re-run every experiment of the homework and write the report's figures "
-                    "and tables.")
-    parser.add_argument("--data-path", default=utils.DEFAULT_DATA_PATH,
-                        help="the split built by download_kuzushiji_mnist.py")
-    parser.add_argument("--output-dir", type=Path, default=Path("report"),
-                        help="where the runs, figures and results.md go")
+                    "and tables. Ctrl-C stops it; the same command then resumes, reusing the "
+                    "finished runs.")
+    # the course's single-dash names, as in hw1-q1.py / hw1-q2.py, with double-dash aliases
+    utils.add_flag(parser, "data_path", default=utils.DEFAULT_DATA_PATH,
+                   help="the split built by download_kuzushiji_mnist.py (default: %(default)s)")
+    utils.add_flag(parser, "output_dir", type=Path, default=DEFAULT_OUTPUT_DIR,
+                   help="where the runs, figures and results.md go (default: %(default)s)")
     parser.add_argument("--jobs", type=utils.positive_int, default=os.cpu_count() or 1,
-                        help="runs in parallel (one process each)")
+                        help="runs in parallel, one process each (default: %(default)s, the "
+                             "number of CPUs)")
     parser.add_argument("--extras", action="store_true",
                         help="also run the other editions' experiments (L2, batch size, momentum, "
                              "L2 against dropout, adam)")
-    parser.add_argument("--epochs", type=utils.positive_int, default=None,
-                        help="override every run's epochs (for a quick look; the report uses the "
-                             "scripts' default, 20)")
-    parser.add_argument("--force", action="store_true", help="re-run everything, ignoring the cache")
-    args = parser.parse_args(argv)
+    utils.add_flag(parser, "epochs", type=utils.positive_int, default=None,
+                   help=f"override every run's epochs, for a quick look; results.md then says "
+                        f"its numbers are not comparable with the course's (default: the "
+                        f"scripts' own, {COURSE_EPOCHS})")
+    parser.add_argument("--force", action="store_true",
+                        help="re-run everything, ignoring the cache")
+    return parser.parse_args(argv)
 
+
+def interrupted(what):
+    print(f"interrupted: {what}; run the same command again to resume", file=sys.stderr)
+    return EXIT_INTERRUPTED
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    records = None  # every run's, once they have all ended
     try:
-        utils.load_dataset(args.data_path)  # fail now, with the loader's message, not in every run
-    except utils.DataError as err:
-        utils.fail(str(err))
-    common = ["-data_path", str(Path(args.data_path).resolve())]
-    if args.epochs is not None:
-        common += ["-epochs", str(args.epochs)]
-    runner = Runner(args.output_dir, common, file_digest(args.data_path), args.jobs, args.force)
-    sweeps = plan(args.extras)
+        try:
+            # fail now, with the loader's message, not in every run
+            utils.load_dataset(args.data_path)
+        except utils.DataError as err:
+            utils.fail(str(err))
+        try:  # before the first run, not in each
+            for folder in (args.output_dir, args.output_dir / "runs", args.output_dir / "figures"):
+                utils.writable_dir(folder)
+        except utils.OutputError as err:
+            utils.fail(str(err))
+        common = ["-data_path", str(Path(args.data_path).resolve())]
+        if args.epochs is not None:
+            common += ["-epochs", str(args.epochs)]
+        runner = Runner(args.output_dir, common, file_digest(args.data_path), args.jobs,
+                        args.force)
+        sweeps = plan(args.extras)
 
-    start = time.perf_counter()
-    records, failures, executed = run_all(sweeps, runner)
-    total = time.perf_counter() - start
-    path = write_report(sweeps, records, failures, args.output_dir, total, executed)
-    print(f"Wrote {path} ({len(records)} runs, {len(failures)} failed) in {format_seconds(total)} "
-          f"total ({total:.1f} s)")
+        start = time.perf_counter()
+        records, failures, executed = run_all(sweeps, runner)
+        total = time.perf_counter() - start
+        try:
+            path = write_report(sweeps, records, failures, args.output_dir, total, executed,
+                                command=command_line(args), epochs=args.epochs)
+        except OSError as err:
+            utils.fail(f"cannot write the report in {args.output_dir}: {err}")
+    except Interrupted as stop:
+        return interrupted(f"{stop.done} of {stop.total} runs finished and are kept")
+    except KeyboardInterrupt:
+        ignore_ctrl_c()
+        if records is None:
+            return interrupted("no run was started")
+        return interrupted(f"all {len(records)} finished runs are kept, but results.md was not "
+                           f"written")
+    print(f"Wrote {path} ({len(records)} runs, {len(failures)} failed) in "
+          f"{format_seconds(total)} total ({total:.1f} s)")
     if failures:
         utils.fail(f"{len(failures)} run(s) failed: " + ", ".join(r.label for r in failures))
     return 0

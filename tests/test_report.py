@@ -1,8 +1,23 @@
-"""report.py end to end on a tiny synthetic dataset: every file written, runs reused on the second call."""
+"""report.py end to end on a tiny synthetic dataset: every file written, runs reused on the second
+call, progress lines, bad output folders, Ctrl-C, the figures and the command line."""
+import contextlib
+import io
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
 import pytest
 
 import report
 import utils
+
+ROOT = Path(report.__file__).resolve().parent
 
 
 @pytest.fixture(scope="module")
@@ -12,12 +27,14 @@ def tiny_report(tmp_path_factory):
     data = make_tiny_dataset(folder / "tiny.npz", n_train=48, n_dev=16, n_test=16)
     out = folder / "report"
     argv = ["--data-path", str(data), "--output-dir", str(out), "--epochs", "2"]
-    assert report.main(argv) == 0
-    return argv, out
+    stdout = io.StringIO()
+    with contextlib.redirect_stdout(stdout):
+        assert report.main(argv) == 0
+    return argv, out, stdout.getvalue()
 
 
 def test_report_writes_every_file(tiny_report):
-    _, out = tiny_report
+    _, out, _ = tiny_report
     sweeps = report.plan(extras=False)
     for sweep in sweeps:
         for suffix in (".pdf", ".png"):
@@ -43,7 +60,7 @@ def test_report_writes_every_file(tiny_report):
 
 
 def test_q23_builds_on_the_best_q22_run(tiny_report):
-    _, out = tiny_report
+    _, out, _ = tiny_report
     records = {}
     for folder in (out / "runs").iterdir():
         records[folder.name] = utils.read_record(next(folder.glob("*.json")))
@@ -59,14 +76,16 @@ def test_q23_builds_on_the_best_q22_run(tiny_report):
 
 
 def test_second_call_reuses_every_run(tiny_report, monkeypatch, capsys):
-    argv, out = tiny_report
+    argv, out, _ = tiny_report
     before = (out / "results.md").read_text()
 
     def no_runs(self, run):
         raise AssertionError(f"{run.label} was run again")
     monkeypatch.setattr(report.Runner, "execute", no_runs)
     assert report.main(argv) == 0
-    assert "reusing 12 finished run(s)" in capsys.readouterr().out  # + 2 Q2.3 runs once resolved
+    # the 2 Q2.3 runs are found too: every run Q2.3 builds on is reused, so its best is known
+    assert f"14 runs: 14 finished earlier, reused from {out / 'runs'}; 0 to do\n" in \
+        capsys.readouterr().out
     after = (out / "results.md").read_text()
     strip = lambda text: [l for l in text.splitlines() if not l.startswith("Report time")]
     assert strip(after) == strip(before)
@@ -120,3 +139,313 @@ def test_extras_run_on_tiny_data(tmp_path, tiny_data):
     records = [utils.read_record(next(d.glob("*.json"))) for d in (out / "runs").iterdir()]
     assert any(r["model"] == "logistic_regression" and r["config"].get("l2_penalty") == 0.01
                and r["weight_norm"] for r in records)
+
+
+# ----------------------------------------------------------------------------- progress lines
+
+DONE = re.compile(r"\[(\d+)/(\d+)\] (done|reused) (.+?) (?:in [\d.]+ s )?\(dev acc ")
+
+
+def test_progress_counts_completions_against_a_total_known_up_front(tiny_report):
+    _, _, log = tiny_report
+    lines = log.splitlines()
+    assert lines[0] == f"14 runs to do, {report.parse_args([]).jobs} at a time"
+    started = [line.removeprefix("start ") for line in lines if line.startswith("start ")]
+    assert len(set(started)) == len(started) == 14
+    counted = [(i, DONE.match(line)) for i, line in enumerate(lines) if line.startswith("[")]
+    assert all(match for _, match in counted), log
+    # one line per run that ends, numbered in order against the same total
+    assert [int(m[1]) for _, m in counted] == list(range(1, 15))
+    assert {m[2] for _, m in counted} == {"14"}
+    for i, match in counted:
+        assert match[3] == "done" and f"start {match[4]}" in lines[:i], lines[i]
+    assert sorted(m[4] for _, m in counted) == sorted(started)
+
+
+def test_runs_reused_once_their_sweep_resolves_are_counted_too(tiny_report, tmp_path):
+    argv, out, _ = tiny_report
+    copy = tmp_path / "report"
+    shutil.copytree(out, copy)
+    redo = report.plan(extras=False)[2].runs[1]  # a Q2.2 run: Q2.3 waits for it
+    (copy / "runs" / redo.label / "cache-key").unlink()
+    stdout = io.StringIO()
+    with contextlib.redirect_stdout(stdout):
+        assert report.main([*argv, "--output-dir", str(copy)]) == 0
+    lines = stdout.getvalue().splitlines()
+    assert lines[0].startswith(f"14 runs: 11 finished earlier, reused from {copy / 'runs'}; "
+                               f"3 to do")
+    assert lines[1] == f"start {redo.script} {redo.description}"
+    assert lines[2].startswith(f"[12/14] done {redo.script} {redo.description} in ")
+    assert [m.groups()[:3] for m in map(DONE.match, lines[3:5])] == [("13", "14", "reused"),
+                                                            ("14", "14", "reused")]
+    assert lines[5].startswith("Wrote ")
+
+
+def test_the_total_drops_when_a_sweep_has_nothing_to_build_on(tmp_path, tiny_data):
+    runner = report.Runner(tmp_path, ["-data_path", str(tiny_data), "-epochs", "1"], "d", 1, False)
+    bad = report.Run("hw1-q1.py", ("mlp", "-learning_rate", "-1"))
+    sweeps = [report.Sweep("a", "A", [bad]),
+              report.Sweep("b", "B", after="a",
+                           build=lambda best: [best, best.with_flags(layers=2)])]
+    lines = []
+    records, failures, _ = report.run_all(sweeps, runner, log=lines.append)
+    assert records == {} and list(failures) == [bad]
+    assert lines[:2] == ["2 runs to do, 1 at a time", "start hw1-q1.py mlp -learning_rate -1"]
+    assert lines[2].startswith("[1/2] FAILED hw1-q1.py mlp -learning_rate -1 after ")
+    assert lines[3:] == ["B: 0 run(s), not 1 (no run of A finished); 1 run(s) in all now"]
+
+
+@pytest.mark.skipif(not report.FORK, reason="the scripts are imported here only to fork runs")
+def test_a_script_that_does_not_import_fails_its_runs_not_the_report(tmp_path, tiny_data,
+                                                                     monkeypatch):
+    def broken(name):
+        raise AttributeError(f"{name}: module 'utils' has no attribute 'checked'")
+    monkeypatch.setattr(report.utils, "load_script", broken)
+    runner = report.Runner(tmp_path, ["-data_path", str(tiny_data), "-epochs", "1"], "d", 1, False)
+    sweeps = [report.Sweep("s", "S", [report.q2("mlp"), report.q2("mlp", layers=2)])]
+    records, failures, executed = report.run_all(sweeps, runner, log=lambda *a: None)
+    assert records == {} and list(failures) == sweeps[0].runs and executed == 2
+    for log in failures.values():
+        assert "hw1-q2.py: module 'utils' has no attribute 'checked'" in log.read_text()
+
+
+# ----------------------------------------------------------------------------- output folder
+
+def _file(path, text="not a folder"):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return path
+
+
+@pytest.mark.parametrize("make", [
+    lambda tmp: _file(tmp / "afile"),                 # the output folder is a file
+    lambda tmp: _file(tmp / "afile") / "sub",         # a file in its path
+    lambda tmp: _file(tmp / "out" / "runs").parent,   # a file where runs/ goes
+], ids=["a-file", "under-a-file", "runs-is-a-file"])
+def test_an_unusable_output_dir_fails_before_any_run(tmp_path, tiny_data, make, monkeypatch,
+                                                      capsys):
+    out = make(tmp_path)
+    started = []
+    monkeypatch.setattr(report.Runner, "execute", lambda self, run: started.append(run))
+    with pytest.raises(SystemExit) as exc:
+        report.main(["--data-path", str(tiny_data), "--output-dir", str(out), "--epochs", "1"])
+    assert exc.value.code == 1 and started == []
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    lines = captured.err.splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"error: {out}"), captured.err
+    assert [p.read_text() for p in tmp_path.rglob("*") if p.is_file() and p != tiny_data] == \
+        ["not a folder"]  # nothing else written, the file in the way untouched
+
+
+@pytest.mark.parametrize("where", ["a-file", "sys"])
+def test_an_unusable_output_dir_from_the_command_line(tmp_path, tiny_data, where):
+    if where == "sys":
+        out = Path("/sys/kernel")  # a folder even root cannot write in
+        if not out.is_dir():
+            pytest.skip("no /sys/kernel here")
+    else:
+        out = _file(tmp_path / "afile")
+    result = subprocess.run([sys.executable, str(ROOT / "report.py"), "-data_path",
+                             str(tiny_data), "-output_dir", str(out), "-epochs", "1"],
+                            capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    assert result.returncode == 1
+    assert result.stdout == "" and "Traceback" not in result.stderr
+    assert result.stderr.startswith(f"error: {out}") and result.stderr.count("\n") == 1
+
+
+# ----------------------------------------------------------------------------- Ctrl-C
+
+def _processes_with(text):
+    """Pids of the processes whose command line contains `text` (Linux /proc)."""
+    pids = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        with contextlib.suppress(OSError):
+            if text.encode() in cmdline.read_bytes():
+                pids.append(int(cmdline.parent.name))
+    return pids
+
+
+@pytest.mark.skipif(not Path("/proc/self/cmdline").exists() or not hasattr(os, "killpg"),
+                    reason="needs process groups and /proc")
+def test_ctrl_c_stops_the_runs_keeps_the_finished_ones_and_resumes(tmp_path, monkeypatch,
+                                                                     capsys):
+    from conftest import make_tiny_dataset
+    data = make_tiny_dataset(tmp_path / "tiny.npz", n_train=48, n_dev=16, n_test=16)
+    out = tmp_path / "report"
+    # enough epochs that a run takes a few seconds
+    argv = ["-data_path", str(data), "-output_dir", str(out), "-epochs", "150", "--jobs", "2"]
+    # in a session of its own, like a shell's foreground job: Ctrl-C signals the whole group
+    proc = subprocess.Popen([sys.executable, str(ROOT / "report.py"), *argv], cwd=tmp_path,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    lines, restarted = [], threading.Event()
+
+    def read():
+        for line in proc.stdout:
+            lines.append(line)
+            # a start after a done: one run has finished and another is under way
+            if line.startswith("start ") and any("] done " in seen for seen in lines):
+                restarted.set()
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    try:
+        assert restarted.wait(timeout=180), "".join(lines)
+        os.killpg(proc.pid, signal.SIGINT)
+        code = proc.wait(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    reader.join(timeout=10)
+    err = proc.stderr.read()
+    output = "".join(lines) + err
+    assert code == report.EXIT_INTERRUPTED, output
+    assert "Traceback" not in output
+    match = re.fullmatch(r"interrupted: (\d+) of 14 runs finished and are kept; run the same "
+                         r"command again to resume\n", err)
+    assert match, err
+    kept = int(match[1])
+
+    folders = list((out / "runs").iterdir())
+    stamped = [f for f in folders if (f / "cache-key").is_file()]
+    assert 1 <= len(stamped) == kept < len(folders)
+    for folder in stamped:  # whole: the record, with every epoch, and the figures
+        records = list(folder.glob("*.json"))
+        assert len(records) == 1
+        assert len(utils.read_record(records[0])["valid_acc"]) == 150
+        assert list(folder.glob("*.png"))
+    for folder in set(folders) - set(stamped):  # stopped: told so, not killed
+        log = (folder / "log.txt").read_text()
+        assert "interrupted (the report was stopped)" in log or "not started" in log, log
+        for record in folder.glob("*.json"):
+            utils.read_record(record)  # a record there is whole
+    assert [p for p in out.rglob(".*")] == []  # no temporary file left
+    assert not (out / "results.md").exists()
+    time.sleep(0.5)  # forked runs carry the report's command line, and with it `out`
+    assert _processes_with(str(out)) == []
+
+    # the same command again reuses the kept runs and runs the others
+    started = []
+
+    def stub(self, run):
+        started.append(run)
+        raise RuntimeError("not run in this test")
+    monkeypatch.setattr(report.Runner, "execute", stub)
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit):
+        report.main(argv)
+    assert capsys.readouterr().out.startswith(f"14 runs: {kept} finished earlier")
+    assert started and {r.label for r in started}.isdisjoint(f.name for f in stamped)
+
+
+# ----------------------------------------------------------------------------- results.md
+
+def test_results_name_the_command_and_warn_when_short(tiny_report):
+    argv, out, _ = tiny_report
+    text = (out / "results.md").read_text()
+    assert f"Regenerated by `python report.py --data-path {argv[1]} --output-dir {out} " \
+           f"--epochs 2`." in text
+    assert "every run trained for 2 epochs, not the course's 20, so these numbers are not " \
+           "comparable with the course's published ones" in text
+    assert "The course's columns are after 20 epochs, ours after 2." in text
+
+
+@pytest.mark.parametrize("argv, command", [
+    ([], "python report.py"),
+    (["-epochs", "1"], "python report.py --epochs 1"),
+    (["--extras", "-data_path", "my data.npz", "--jobs", "3", "--force", "-output_dir", "r2"],
+     "python report.py --data-path 'my data.npz' --output-dir r2 --extras"),
+])
+def test_command_line_has_the_options_that_shape_the_report(argv, command):
+    assert report.command_line(report.parse_args(argv)) == command
+
+
+@pytest.mark.parametrize("epochs", [None, 20, 1, 5])
+def test_only_a_report_with_other_epochs_is_marked_short(tmp_path, epochs):
+    run = report.q1("perceptron")
+    sweeps = [report.Sweep("q1", "Q1: numpy models", [run], pick_best=False)]
+    record = {"epochs": [1], "valid_acc": [0.5], "train_acc": [0.5], "test_acc": 0.4}
+    text = report.write_report(sweeps, {run: record}, {}, tmp_path, 1.0, command="python x",
+                               epochs=epochs).read_text()
+    assert "Regenerated by `python x`." in text
+    short = epochs not in (None, report.COURSE_EPOCHS)
+    assert ("not comparable with the course's published ones" in text) == short
+    assert (f"ours after {epochs}." in text) == short
+
+
+# ----------------------------------------------------------------------------- figures
+
+def _fixture_records(out):
+    return {folder.name: utils.read_record(next(folder.glob("*.json")))
+            for folder in (out / "runs").iterdir()}
+
+
+@pytest.mark.parametrize("epochs", [1, 2])
+def test_a_run_keeps_its_colour_across_panels_and_epochs_are_whole(tiny_report, epochs):
+    import matplotlib.pyplot as plt
+    from matplotlib.colors import to_hex
+    _, out, _ = tiny_report
+    saved = _fixture_records(out)
+    sweep = report.plan(extras=False)[0]  # Q1: the perceptron has no loss curve
+    records = {run: {k: v[:epochs] if isinstance(v, list) else v
+                     for k, v in saved[run.label].items()} for run in sweep.runs}
+    fig = report.sweep_figure(sweep, records)
+    try:
+        colours, labels = {}, []
+        for ax in fig.axes:
+            labels.append([line.get_label() for line in ax.get_lines()])
+            for line in ax.get_lines():
+                colours.setdefault(line.get_label(), set()).add(to_hex(line.get_color()))
+            low, high = ax.get_xlim()
+            ticks = [t for t in ax.get_xticks() if low <= t <= high]
+            assert ticks == list(range(1, epochs + 1)), ticks
+        assert labels == [["perceptron", "logistic_regression", "mlp"],
+                          ["logistic_regression", "mlp"]]
+        assert all(len(c) == 1 for c in colours.values()), colours
+        assert len(set().union(*colours.values())) == 3
+    finally:
+        plt.close(fig)
+
+
+def test_the_l2_extra_plots_the_weight_norm(tiny_report):
+    import matplotlib.pyplot as plt
+    _, out, _ = tiny_report
+    saved = _fixture_records(out)
+    sweep = next(s for s in report.plan(extras=True) if s.key == "x-l2")
+    records = {run: saved[run.label] for run in sweep.runs if run.label in saved}
+    assert records  # the default logistic regression, also a Q1 run
+    fig = report.sweep_figure(sweep, records)
+    try:
+        panel = fig.axes[-1]
+        assert panel.get_ylabel() == "Weight norm ||W||_F"
+        [line] = panel.get_lines()
+        [run] = records
+        assert list(line.get_ydata()) == records[run]["weight_norm"]
+    finally:
+        plt.close(fig)
+
+
+# ----------------------------------------------------------------------------- flags
+
+def test_help_shows_the_defaults(capsys):
+    with pytest.raises(SystemExit) as exc:
+        report.main(["--help"])
+    assert exc.value.code == 0
+    text = " ".join(capsys.readouterr().out.split())  # argparse wraps its lines
+    for flag, default in (("-data_path", utils.DEFAULT_DATA_PATH), ("-output_dir", "report"),
+                          ("--jobs", str(os.cpu_count() or 1))):
+        assert re.search(rf"{flag} \S+.*?\(default: {re.escape(default)}[,)]", text), flag
+
+
+def test_course_flag_names_are_aliases_of_the_double_dash_ones():
+    course = report.parse_args(["-data_path", "d.npz", "-output_dir", "out", "-epochs", "3"])
+    dashes = report.parse_args(["--data-path", "d.npz", "--output-dir", "out", "--epochs", "3"])
+    assert vars(course) == vars(dashes)
+    assert (course.data_path, course.output_dir, course.epochs) == ("d.npz", Path("out"), 3)
+
+
+def test_a_bad_flag_value_is_an_argparse_error(capsys):
+    with pytest.raises(SystemExit) as exc:
+        report.parse_args(["-epochs", "0"])
+    assert exc.value.code == 2 and "-epochs" in capsys.readouterr().err
