@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from utils import OutputError, atomic_path, fail, writable_dir
+from utils import OutputError, atomic_path, fail, run_command, writable_dir
 
 URL_BASE = "http://codh.rois.ac.jp/kmnist/dataset/kmnist/"
 DEFAULT_OUTPUT = "Kuzushiji-MNIST.npz"
@@ -349,6 +349,8 @@ def main(argv=None, checksums=FILES, backoff=1.0):
         output = build_split(raw_dir, args.output)
     except (DownloadError, OutputError) as err:
         fail(str(err))
+    except OSError as err:  # e.g. a cached or --source file it may not read
+        fail(f"{err.filename}: {err.strerror}" if err.filename else str(err))
     finally:
         _remove_empty(created)
     print(f"Wrote {output} in {time.perf_counter() - start:.1f} s")
@@ -356,4 +358,4 @@ def main(argv=None, checksums=FILES, backoff=1.0):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_command(main)

@@ -1111,4 +1111,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    utils.run_command(main)

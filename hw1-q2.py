@@ -964,4 +964,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    utils.run_command(main)

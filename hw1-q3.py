@@ -821,4 +821,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    utils.run_command(main)

@@ -159,6 +159,21 @@ def fail(message, code=1):
     sys.exit(code)
 
 
+EXIT_INTERRUPTED = 130  # the shell's code for a process stopped by Ctrl-C (SIGINT)
+
+
+def run_command(main):
+    """A script's entry point: exit with main()'s return value; Ctrl-C ends the script with
+    `interrupted` and exit code 130 instead of a traceback (the scripts' clean-up, such as
+    removing temporary files and stopping helper processes, has run on the way out)."""
+    try:
+        code = main()
+    except KeyboardInterrupt:
+        print("\ninterrupted", file=sys.stderr)
+        code = EXIT_INTERRUPTED
+    sys.exit(code if isinstance(code, int) else 0)
+
+
 # ----------------------------------------------------------------------------- flags
 
 def add_flag(parser, name, **kwargs):

@@ -294,6 +294,37 @@ def test_source_folder_missing_or_corrupt_file(fake_release, tmp_path, capsys):
     assert not out.exists()
 
 
+def test_unreadable_source_file_is_a_one_line_error(fake_release, tmp_path, capsys,
+                                                    monkeypatch):
+    """A file it may not read (root reads everything, so the refusal is simulated)."""
+    _, blobs, checksums = fake_release
+    src = _source_folder(tmp_path, blobs)
+    out = tmp_path / "out.npz"
+    locked = src / "kmnist-train-imgs.npz"
+
+    def refuse(path, *args, **kwargs):
+        raise PermissionError(errno.EACCES, "Permission denied", str(path))
+
+    monkeypatch.setattr(dl, "md5sum", refuse)
+    assert _exit_code(["--source", str(src), "--output", str(out)], checksums=checksums) == 1
+    err = capsys.readouterr().err
+    assert err == f"error: {locked}: Permission denied\n"
+    assert not out.exists()
+
+
+def test_ctrl_c_is_interrupted_not_a_traceback(capsys):
+    def interrupted():
+        raise KeyboardInterrupt
+
+    with pytest.raises(SystemExit) as exc:
+        utils.run_command(interrupted)
+    assert exc.value.code == 130
+    assert capsys.readouterr().err.strip() == "interrupted"
+    with pytest.raises(SystemExit) as exc:
+        utils.run_command(lambda: 3)
+    assert exc.value.code == 3
+
+
 def test_bad_flag_values_are_rejected(capsys):
     with pytest.raises(SystemExit) as exc:
         dl.main(["--retries", "-1"])

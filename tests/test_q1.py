@@ -2,10 +2,12 @@
 course's published numbers on the real data."""
 import json
 import re
+import signal
 import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -840,3 +842,31 @@ def test_epoch_seconds_are_each_epochs_own(tiny_data, monkeypatch):
     assert seconds[2] >= 0.5
     assert max(seconds[1], seconds[3], seconds[4]) < 0.3, seconds
     assert record["train_seconds"] >= sum(seconds)
+
+
+@needs_fork
+def test_ctrl_c_ends_a_run_cleanly(tmp_path):
+    """Ctrl-C: `interrupted`, exit code 130, no traceback, no files, no process left behind."""
+    path = make_tiny_dataset(tmp_path / "d.npz", n_train=3000, side=28)
+    out = tmp_path / "out"
+    process = subprocess.Popen([sys.executable, str(ROOT / "hw1-q1.py"), "mlp", "-data_path",
+                                str(path), "-epochs", "100000", "-hidden_size", "8",
+                                "-output_dir", str(out)],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert process.stdout.readline().startswith("epoch   1 ")  # training, with its helpers
+    children = _children(process.pid)
+    assert children  # the MLP's first-layer process
+    process.send_signal(signal.SIGINT)
+    stdout, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130
+    assert stderr.strip() == "interrupted" and "Traceback" not in stderr
+    assert not out.exists() or not list(out.iterdir())
+    time.sleep(0.2)
+    assert not [pid for pid in children if Path(f"/proc/{pid}").exists()
+                and "zombie" not in Path(f"/proc/{pid}/status").read_text()]
+
+
+def _children(pid):
+    """The ids of `pid`'s child processes (Linux)."""
+    tasks = Path(f"/proc/{pid}/task")
+    return [int(c) for t in tasks.iterdir() for c in (t / "children").read_text().split()]
