@@ -41,7 +41,7 @@ COURSE_EPOCHS = 20
 DEFAULT_OUTPUT_DIR = Path("report")
 # After Ctrl-C, how long a run gets to stop on its own (and clean up) before it is killed.
 STOP_GRACE_SECONDS = 10
-EXIT_INTERRUPTED = 130  # the shell's code for a process stopped by SIGINT
+EXIT_INTERRUPTED = utils.EXIT_INTERRUPTED
 KILL = getattr(signal, "SIGKILL", signal.SIGTERM)  # Windows has no SIGKILL
 
 
