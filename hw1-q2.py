@@ -800,7 +800,7 @@ def build_optimizer(name, parameters, learning_rate, l2_decay, momentum):
 
 # torch keeps the optimizer's learning rate as a float32 (the parameters' type) in its update:
 # a larger one cannot be converted, and fails in the first step
-learning_rate = utils.checked(float, lambda v: 0 < v <= 3.4e38, "> 0 and at most 3.4e38")
+learning_rate_value = utils.checked(float, lambda v: 0 < v <= 3.4e38, "> 0 and at most 3.4e38")
 
 
 def device_name(text):
@@ -844,7 +844,7 @@ def make_parser():
     utils.add_flag(parser, "batch_size", type=utils.positive_int, default=None,
                    help="examples per batch (default: 1 for logistic_regression as Q2.1 asks, "
                         "16 for mlp as Table 1 gives)")
-    utils.add_flag(parser, "learning_rate", type=learning_rate, default=0.01,
+    utils.add_flag(parser, "learning_rate", type=learning_rate_value, default=0.01,
                    help="learning rate (default: %(default)s)")
     utils.add_flag(parser, "l2_decay", type=utils.nonnegative_float, default=0.0,
                    help="L2 weight decay, the optimizer's weight_decay (default: %(default)s)")

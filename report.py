@@ -565,52 +565,20 @@ def sweep_figure(sweep, records):
     if sweep.weight_norm:
         measures.append(("weight_norm", "Weight norm ||W||_F"))
     panels = [(ylabel, curves) for key, ylabel in measures
-              if (curves := {r: records[r][key] for r in runs if records[r].get(key)})]
+              if (curves := {r.description: records[r][key] for r in runs
+                             if records[r].get(key)})]
     # by position in the sweep, not in the panel: a panel may lack a run (the perceptron has
     # no loss), which would shift the colours of the next ones
-    colours = {run: f"C{i % 10}" for i, run in enumerate(sweep.runs)}
+    colours = {run.description: f"C{i % 10}" for i, run in enumerate(sweep.runs)}
     n_epochs = max(len(records[r]["epochs"]) for r in runs)
-
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from matplotlib.ticker import MaxNLocator
-
-    fig, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 4), squeeze=False)
-    for ax, (ylabel, curves) in zip(axes[0], panels):
-        for run, values in curves.items():
-            values = [math.nan if v is None else v for v in values]  # None: a diverged epoch
-            ax.plot(range(1, len(values) + 1), values, marker="o", markersize=3,
-                    color=colours[run], label=run.description)
-        # whole epochs only, even for one: by default one point spans a few hundredths, and
-        # the integer locator needs min_n_ticks=1 to place a single tick
-        ax.set_xlim(0.5, n_epochs + 0.5)
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
-        ax.set_xlabel("Epoch")
-        ax.set_ylabel(ylabel)
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize="small")
-    fig.suptitle(sweep.title)
-    fig.tight_layout()
-    return fig
+    return utils.panels_figure(range(1, n_epochs + 1), panels, title=sweep.title,
+                               colors=colours)
 
 
 def comparison_figure(sweep, records, figures_dir):
     """Save `sweep_figure` as figures_dir/KEY.pdf and .png, both or neither; returns the paths."""
     fig = sweep_figure(sweep, records)
-    if fig is None:
-        return []
-    import matplotlib.pyplot as plt
-    figures_dir = Path(figures_dir)
-    figures_dir.mkdir(parents=True, exist_ok=True)
-    paths = [figures_dir / f"{sweep.key}{suffix}" for suffix in (".pdf", ".png")]
-    try:
-        with utils.staged_files() as stage:
-            for path in paths:
-                fig.savefig(stage(path), format=path.suffix[1:], dpi=120)
-    finally:
-        plt.close(fig)
-    return paths
+    return [] if fig is None else utils.save_figure(fig, Path(figures_dir) / sweep.key)
 
 
 def short_note(epochs):

@@ -336,41 +336,56 @@ def plot_curves(stem, epochs, curves, ylabel, title=None, xlabel="Epoch", stage=
     return plot_panels(stem, epochs, [(ylabel, curves)], title=title, xlabel=xlabel, stage=stage)
 
 
-def plot_panels(stem, epochs, panels, title=None, xlabel="Epoch", stage=None):
-    """Side-by-side plots, one per (ylabel, {label: values per epoch}) of `panels`.
-
-    Values may be None (a diverged epoch) and curves may be shorter than `epochs`.
-    Saves `stem`.pdf and `stem`.png (headless, atomically, or into `stage(path)`: see
-    `staged_files`) and returns both paths.
+def panels_figure(epochs, panels, title=None, xlabel="Epoch", colors=None):
+    """A matplotlib Figure of side-by-side plots, one per (ylabel, {label: values per epoch})
+    of `panels`. Values may be None (a diverged epoch) and curves may be shorter than `epochs`;
+    `colors` ({label: colour}) keeps a label in one colour across panels that lack some labels.
     """
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     from matplotlib.ticker import MaxNLocator
 
+    epochs = list(epochs)
     fig, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 4), squeeze=False)
     for ax, (ylabel, curves) in zip(axes[0], panels):
         for label, values in curves.items():
             values = np.asarray([np.nan if v is None else v for v in values], dtype=float)
-            ax.plot(list(epochs)[:len(values)], values, marker="o", markersize=3, label=label)
+            ax.plot(epochs[:len(values)], values, marker="o", markersize=3, label=label,
+                    color=(colors or {}).get(label))
+        if epochs:
+            # whole epochs only, even for one: a lone point otherwise spans a few hundredths,
+            # and the integer locator needs min_n_ticks=1 to place a single tick
+            ax.set_xlim(min(epochs) - 0.5, max(epochs) + 0.5)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
         ax.set_xlabel(xlabel)
         ax.set_ylabel(ylabel)
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers
         ax.grid(alpha=0.3)
         ax.legend(fontsize="small")
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    paths = []
+    return fig
+
+
+def plot_panels(stem, epochs, panels, title=None, xlabel="Epoch", stage=None):
+    """`panels_figure`, saved by `save_figure`; returns both paths."""
+    return save_figure(panels_figure(epochs, panels, title=title, xlabel=xlabel), stem, stage)
+
+
+def save_figure(fig, stem, stage=None):
+    """Save `fig` as `stem`.pdf and `stem`.png and close it; returns both paths. Both files or
+    neither, into `stage(path)` if given (see `staged_files`), else staged here."""
+    import matplotlib.pyplot as plt
+
+    paths = [Path(f"{stem}{suffix}") for suffix in (".pdf", ".png")]
     try:
-        for suffix in (".pdf", ".png"):
-            target = Path(f"{stem}{suffix}")
-            if stage is not None:
-                fig.savefig(stage(target), format=suffix[1:], dpi=120)
-            else:
-                with atomic_path(target) as tmp:
-                    fig.savefig(tmp, format=suffix[1:], dpi=120)
-            paths.append(target)
+        with contextlib.ExitStack() as stack:
+            if stage is None:
+                paths[0].parent.mkdir(parents=True, exist_ok=True)
+                stage = stack.enter_context(staged_files())
+            for path in paths:
+                fig.savefig(stage(path), format=path.suffix[1:], dpi=120)
     finally:
         plt.close(fig)
     return paths
