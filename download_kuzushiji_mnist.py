@@ -50,6 +50,9 @@ MANUAL_HINT = ("Fetch the four files by hand ({}) from {} and run: "
 # a day is already longer than any stall worth waiting for.
 MAX_TIMEOUT = 86_400.0
 
+# The longest wait between two attempts: the backoff doubles up to it.
+MAX_WAIT = 60.0
+
 # (bytes per unit, unit) for progress sizes, largest first.
 UNITS = ((1e6, "MB"), (1e3, "kB"), (1, "B"))
 
@@ -103,7 +106,8 @@ def _fetch_once(url, tmp, name, timeout, stream):
 def download_file(url, dest, md5, retries=3, backoff=1.0, timeout=30.0, stream=None):
     """Download `url` to `dest`, verified against `md5`; no partial file ever sits at `dest`.
 
-    Network errors are retried `retries` times with exponential backoff; an md5 mismatch is not.
+    Network errors are retried `retries` times with exponential backoff (at most MAX_WAIT
+    between attempts); an md5 mismatch, an HTTP error or a missing file:// file is not.
     """
     stream = stream or sys.stderr
     dest = Path(dest)
@@ -118,11 +122,13 @@ def download_file(url, dest, md5, retries=3, backoff=1.0, timeout=30.0, stream=N
                 raise DownloadError(f"{url}: HTTP {err.code} {err.reason}") from None
             except (OSError, http.client.HTTPException, socket.timeout) as err:
                 reason = getattr(err, "reason", None) or err
+                if isinstance(reason, FileNotFoundError):  # file://: waiting will not help
+                    raise DownloadError(f"{url}: no such file") from None
                 if attempt == retries:
                     attempts = f"{retries + 1} attempt" + ("s" if retries else "")
                     raise DownloadError(f"{url}: network error after {attempts} "
                                         f"({type(err).__name__}: {reason})") from None
-                wait = backoff * 2 ** attempt
+                wait = min(backoff * 2 ** attempt, MAX_WAIT)
                 print(f"\n  {dest.name}: {type(err).__name__}: {reason}; retrying in {wait:.1f} s "
                       f"({attempt + 1}/{retries})", file=stream)
                 time.sleep(wait)

@@ -195,6 +195,34 @@ def test_connection_that_keeps_dropping_gives_a_clean_error(fake_release, tmp_pa
     assert _leftovers(tmp_path) == []
 
 
+def test_missing_file_in_a_file_url_folder_is_not_retried(fake_release, tmp_path, capsys,
+                                                          monkeypatch):
+    _, blobs, checksums = fake_release
+    (tmp_path / "mirror").mkdir()
+    mirror = _source_folder(tmp_path / "mirror", blobs)
+    (mirror / "kmnist-test-labels.npz").unlink()
+    slept = []
+    monkeypatch.setattr(dl.time, "sleep", slept.append)
+    argv = ["--url-base", mirror.as_uri() + "/", "--cache-dir", str(tmp_path / "raw"),
+            "--output", str(tmp_path / "out.npz"), "--retries", "3"]
+    assert _exit_code(argv, checksums=checksums) == 1
+    err = capsys.readouterr().err
+    assert "kmnist-test-labels.npz: no such file" in err and "retrying" not in err
+    assert slept == []
+
+
+def test_the_wait_between_attempts_is_capped(fake_release, tmp_path, capsys, monkeypatch):
+    _, blobs, checksums = fake_release
+    slept = []
+    monkeypatch.setattr(dl.time, "sleep", slept.append)
+    with FakeHost(blobs) as host:
+        host.drop["kmnist-train-imgs.npz"] = 8
+        argv = ["--url-base", host.url, "--cache-dir", str(tmp_path / "raw"), "--output",
+                str(tmp_path / "out.npz"), "--retries", "8"]
+        assert _exit_code(argv, checksums=checksums, backoff=10.0) == 0
+    assert slept == [10.0, 20.0, 40.0] + [dl.MAX_WAIT] * 5
+
+
 def test_unreachable_host_says_what_to_do(fake_release, tmp_path, capsys):
     _, _, checksums = fake_release
     with FakeHost({}) as host:
