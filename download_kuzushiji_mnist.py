@@ -24,7 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
-from utils import OutputError, atomic_path, fail, run_command, writable_dir
+from utils import (OutputError, atomic_path, fail, new_folders, remove_empty, run_command,
+                   writable_dir)
 
 URL_BASE = "http://codh.rois.ac.jp/kmnist/dataset/kmnist/"
 DEFAULT_OUTPUT = "Kuzushiji-MNIST.npz"
@@ -275,26 +276,6 @@ def check_output(output):
         raise OutputError(f"--output {output}: {err}") from None
 
 
-def _new_folders(folder):
-    """`folder` and those of its parents that do not exist yet (what a mkdir -p would create)."""
-    folder = Path(folder).absolute()
-    new = []
-    for path in (folder, *folder.parents):
-        if path.exists() or path.is_symlink():
-            break
-        new.append(path)
-    return new
-
-
-def _remove_empty(folders):
-    """Remove those of `folders` that are empty, deepest first: a failed run leaves no husk."""
-    for folder in sorted(set(folders), key=lambda path: len(path.parts), reverse=True):
-        try:
-            folder.rmdir()
-        except OSError:  # not empty (a verified download is kept for the next run) or gone
-            pass
-
-
 def _parser():
     parser = argparse.ArgumentParser(
         description="Download Kuzushiji-MNIST (md5-verified) and build the course's "
@@ -335,9 +316,9 @@ def main(argv=None, checksums=FILES, backoff=1.0):
     if args.output.is_file() and not args.force and split_is_valid(args.output):
         print(f"{args.output} already holds the course's split; nothing to do (--force rebuilds)")
         return 0
-    created = _new_folders(args.output.parent)
+    created = new_folders(args.output.parent)
     if args.source is None:
-        created += _new_folders(args.cache_dir)
+        created += new_folders(args.cache_dir)
     try:
         check_output(args.output)  # a bad --output fails now, not after the download and build
         if args.source is not None:
@@ -358,7 +339,7 @@ def main(argv=None, checksums=FILES, backoff=1.0):
     except OSError as err:  # e.g. a cached or --source file it may not read
         fail(f"{err.filename}: {err.strerror}" if err.filename else str(err))
     finally:
-        _remove_empty(created)
+        remove_empty(created)  # a failed run leaves no folder it made
     print(f"Wrote {output} in {time.perf_counter() - start:.1f} s")
     return 0
 

@@ -226,6 +226,24 @@ def run_name(model, config, defaults, ignore=("output_dir",)):
     return re.sub(r"[^A-Za-z0-9._=+-]", "_", "-".join(parts))
 
 
+def new_folders(folder):
+    """`folder` and those of its parents that do not exist yet (what a mkdir -p would make),
+    deepest first."""
+    new = []
+    for path in (Path(folder).absolute(), *Path(folder).absolute().parents):
+        if path.exists() or path.is_symlink():
+            break
+        new.append(path)
+    return new
+
+
+def remove_empty(folders):
+    """Remove those of `folders` that are empty, deepest first (a failure leaves no husk)."""
+    for folder in sorted(set(folders), key=lambda path: len(path.parts), reverse=True):
+        with contextlib.suppress(OSError):  # not empty, or already gone
+            folder.rmdir()
+
+
 def writable_dir(path):
     """Create the folder `path` if needed and check that a file can be written in it.
 
@@ -234,15 +252,13 @@ def writable_dir(path):
     once, not after the run.
     """
     path = Path(path)
-    made = [p for p in (path, *path.parents) if not p.exists() and not p.is_symlink()]
+    made = new_folders(path)
     try:
         path.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=path, prefix=".write-check."):
             pass
     except OSError as err:
-        for folder in made:  # deepest first
-            with contextlib.suppress(OSError):
-                folder.rmdir()
+        remove_empty(made)
         if isinstance(err, (FileExistsError, NotADirectoryError)):
             raise OutputError(f"{path}: cannot be used as an output folder: a file of that "
                               f"name (or in its path) is in the way") from None
