@@ -1013,7 +1013,7 @@ def train(model_name, data, epochs=20, learning_rate=0.001, l2_penalty=0.0, hidd
     # thread, on the other core, while the next epoch trains (numpy's products release the
     # GIL); its line is printed once they are known. Same numbers, one evaluation less to wait
     # for per epoch.
-    pending = collections.deque()  # (epoch, loss, weights, accuracies) not reported yet
+    pending = collections.deque()  # (epoch, loss, seconds, weights, accuracies), not reported
     with contextlib.ExitStack() as stack:
         if fast and model_name == "mlp" and sys.platform == "linux":
             # forked first, before this process has other threads
