@@ -215,14 +215,23 @@ class CompactRows:
             yield self.rows(slice(start, start + size), buf)
 
 
+def _float32_inexact(G):
+    """Where the float32 product G of operands holding integers in 0..256 may have rounded.
+
+    Every term of such a product is an integer in 0..2^16, so each partial sum is exact while
+    below 2^24, and a sum is >= 2^24 exactly when its float32 value is (rounding is monotone):
+    the entries flagged are those >= 2^24.
+    """
+    return G >= 2.0 ** 24
+
+
 def _grams(Xs, small_integers, out32=None):
     """Xs (M, B, D) -> the Gram matrices Xs_m Xs_m^T (M, B, B), float64, exact below the diagonal.
 
     With small_integers (Xs holds integers in 0..256), they come from a float32 product, which
-    is about twice as fast and exact: every term is an integer in 0..2^16, so each
-    partial sum is exact while below 2^24, and a sum is >= 2^24 exactly when its float32 value
-    is (rounding is monotone). A block with such an entry below the diagonal (none on the real
-    data; the diagonal is not used) is recomputed in float64.
+    is about twice as fast and exact unless `_float32_inexact` flags an entry: a block with
+    such an entry below the diagonal (none on the real data; the diagonal is not used) is
+    recomputed in float64.
     """
     if not small_integers:
         return Xs @ Xs.transpose(0, 2, 1)
@@ -230,7 +239,7 @@ def _grams(Xs, small_integers, out32=None):
         out32 = np.empty(Xs.shape, dtype=np.float32)
     np.copyto(out32, Xs)  # exact
     G = (out32 @ out32.transpose(0, 2, 1)).astype(np.float64)  # (M, B, B)
-    for m in np.flatnonzero((np.tril(G, -1) >= 2.0 ** 24).any(axis=(1, 2))):
+    for m in np.flatnonzero(_float32_inexact(np.tril(G, -1)).any(axis=(1, 2))):
         G[m] = Xs[m] @ Xs[m].T
     return G
 
@@ -868,9 +877,8 @@ class FirstLayerProcess:
             Xi = rows.rows(self.order[starts[i]:starts[i] + B], X[slot])  # (m, D)
             m = len(Xi)
             K = self.K[slot, :m]
-            # the products with block i-1 and with itself, exact (see `_grams`): float32 when
-            # every partial sum is an integer below 2^24 (a power of two: a sum is >= 2^24
-            # exactly when its float32 value is), else float64
+            # the products with block i-1 and with itself, exact: float32 unless
+            # `_float32_inexact` flags an entry, else float64
             G = G32[:m]  # (m, 2B)
             G[:, B + m:] = 0
             if i == 0:
@@ -882,7 +890,7 @@ class FirstLayerProcess:
                     np.matmul(Xi32, X32[(i - 1) % self.SLOTS].T, out=G[:, :B])
                 np.matmul(Xi32, Xi32.T, out=G[:, B:B + m])
                 G[:, B:B + m] *= lower[:m, :m]  # only these are used
-            if rows.small_integers and not (G >= 2.0 ** 24).any():
+            if rows.small_integers and not _float32_inexact(G).any():
                 np.copyto(K, G)
             else:
                 K[:, :B] = 0 if i == 0 else Xi @ X[(i - 1) % self.SLOTS].T
