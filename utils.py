@@ -33,7 +33,8 @@ class OutputError(Exception):
 
 
 def configure_seed(seed):
-    """Seed Python's `random`, numpy's global generator and, if the caller imported it, torch.
+    """Seed Python's `random`, numpy's global generator and, if the caller imported it, torch
+    (CPU and every GPU), with cuDNN made deterministic, as the course's configure_seed does.
 
     torch is seeded only when it is already in `sys.modules`: hw1-q2.py imports it before calling
     this, while hw1-q1.py (numpy only) never pays torch's start-up time.
@@ -44,7 +45,9 @@ def configure_seed(seed):
     torch = sys.modules.get("torch")
     if torch is not None:
         torch.manual_seed(seed)
-        torch.cuda.manual_seed_all(seed)
+        torch.cuda.manual_seed_all(seed)  # the course's cuda.manual_seed, for every GPU
+        torch.backends.cudnn.deterministic = True
+        torch.backends.cudnn.benchmark = False  # its autotuner may pick kernels run to run
 
 
 # ----------------------------------------------------------------------------- data
@@ -124,10 +127,6 @@ def load_dataset(path=DEFAULT_DATA_PATH, bias=False):
     return splits
 
 
-# The course skeleton's name.
-load_classification_data = load_dataset
-
-
 def find_dataset(path=None):
     """The dataset a benchmark should use: `path` if given, else $KMNIST_NPZ, else the default
     file in the current folder, then beside the scripts, then in build/. None if none exists."""
@@ -151,6 +150,129 @@ def load_script(filename):
     sys.modules[name] = module
     spec.loader.exec_module(module)
     return module
+
+
+# ----------------------------------------------------------------------------- the course's utils
+# The names of the course's utils.py (2021-22 to 2024-25), so that a hw1-q1.py / hw1-q2.py written
+# on the course's skeletons runs unchanged beside this file.
+
+def load_classification_data(path=DEFAULT_DATA_PATH, bias=False):
+    """The course's 2022-23 loader: `load_dataset` with its signature."""
+    return load_dataset(path, bias=bias)
+
+
+OCT_TEST_PER_CLASS = (182, 55, 42, 250)  # the 2023-24 course's test set: first n of classes 0-3
+
+
+def load_oct_data(bias=False, eq_test_dist=False, root="."):
+    """The course's 2023-24 loader: <root>/octmnist.npz (MedMNIST layout), as `load_dataset`.
+
+    Unless `eq_test_dist`, the test set is cut, as the course's is, to the first 182, 55, 42 and
+    250 examples of classes 0, 1, 2 and 3, in that class order.
+    """
+    path = Path(root) / "octmnist.npz"
+    if not path.is_file():  # load_dataset's hint would point at the Kuzushiji-MNIST script
+        raise DataError(f"{path}: no such file. Download octmnist.npz from MedMNIST "
+                        f"(https://medmnist.com) into {root}")
+    data = load_dataset(path, bias=bias)
+    if not eq_test_dist:
+        X, y = data["test"]
+        keep = np.concatenate([np.flatnonzero(y == label)[:n]
+                               for label, n in enumerate(OCT_TEST_PER_CLASS)])
+        data["test"] = (X[keep], y[keep])
+    return data
+
+
+def load_regression_data(bias=False, path="ames.npz"):
+    """The course's 2021-22 loader: ames.npz as {"train": (X, y), "test": (X, y)}.
+
+    X (N, D) as stored, with a trailing column of ones when `bias`; y flattened to (N,).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: no such file; the 2021-22 course's ames.npz is needed here")
+    keys = ("Xtrain", "ytrain", "Xtest", "ytest")
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            missing = [key for key in keys if key not in data.files]
+            if missing:
+                raise DataError(f"{path}: missing keys {', '.join(missing)}; expected "
+                                f"{', '.join(keys)}")
+            splits = {}
+            for split in ("train", "test"):
+                X, y = data[f"X{split}"], data[f"y{split}"].reshape(-1)
+                if X.ndim != 2 or len(X) != len(y):
+                    raise DataError(f"{path}: 'X{split}' has shape {X.shape} for {len(y)} "
+                                    f"targets; expected (N, D) with N = {len(y)}")
+                if bias:
+                    X = np.hstack((X, np.ones((X.shape[0], 1))))
+                splits[split] = (X, y)
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
+        raise DataError(f"{path}: cannot be read as a .npz file ({type(err).__name__}: "
+                        f"{err})") from None
+    return splits
+
+
+def fetch_classification_data(dataset="Kuzushiji-MNIST", random_state=42):
+    """The course's 2022-23 builder: write the split as <dataset>.npz in the current folder.
+
+    Runs download_kuzushiji_mnist.py (download into kmnist-raw/, md5 check, build); as that
+    script, it prints `error: ...` and exits 1 when it cannot. Returns the file's path.
+    """
+    if dataset != "Kuzushiji-MNIST":
+        raise ValueError(f"fetch_classification_data: only 'Kuzushiji-MNIST' can be built here, "
+                         f"not {dataset!r}")
+    if random_state != 42:  # the script builds the course's split only
+        raise ValueError(f"fetch_classification_data: only the course's split "
+                         f"(random_state=42) can be built here, not random_state={random_state!r}")
+    script_name = "download_kuzushiji_mnist.py"
+    if not (Path(__file__).resolve().parent / script_name).is_file():
+        raise DataError(f"{script_name} is not beside {Path(__file__).name}; copy it there to "
+                        f"build the dataset")
+    script = load_script(script_name)
+    output = Path(f"{dataset}.npz")
+    # the checksums read here, not bound as main's default, so that tests can swap in their own
+    script.main(["--output", str(output)], checksums=script.FILES)
+    return output
+
+
+def _classification_dataset_class():
+    """Define ClassificationDataset; here, not at import, so numpy-only scripts never load torch."""
+    import torch
+
+    class ClassificationDataset(torch.utils.data.Dataset):
+        """The course's 2022-23 dataset: the training set as (X[i], y[i]) pairs (float32 (D,),
+        int64), dev and test as whole tensors dev_X (N, D), dev_y (N,), test_X, test_y."""
+
+        def __init__(self, data):
+            self.X = torch.tensor(data["train"][0], dtype=torch.float32)
+            self.y = torch.tensor(data["train"][1], dtype=torch.long)
+            self.dev_X = torch.tensor(data["dev"][0], dtype=torch.float32)
+            self.dev_y = torch.tensor(data["dev"][1], dtype=torch.long)
+            self.test_X = torch.tensor(data["test"][0], dtype=torch.float32)
+            self.test_y = torch.tensor(data["test"][1], dtype=torch.long)
+
+        def __len__(self):
+            return len(self.X)
+
+        def __getitem__(self, idx):
+            return self.X[idx], self.y[idx]
+
+    # pickled by name (utils.ClassificationDataset), e.g. for DataLoader workers
+    ClassificationDataset.__module__ = __name__
+    ClassificationDataset.__qualname__ = "ClassificationDataset"
+    return ClassificationDataset
+
+
+_LAZY = {"ClassificationDataset": _classification_dataset_class}
+
+
+def __getattr__(name):
+    """Build a torch-dependent name (ClassificationDataset) on its first use."""
+    if name not in _LAZY:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    # setdefault: two threads racing here still share one class (isinstance agrees)
+    return globals().setdefault(name, _LAZY[name]())
 
 
 def fail(message, code=1):
