@@ -24,8 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
-from utils import (OutputError, atomic_path, fail, new_folders, remove_empty, run_command,
-                   writable_dir)
+from utils import (COURSE_KEYS, OutputError, atomic_path, fail, new_folders, os_error_in,
+                   remove_empty, remove_stale_temps, run_command, writable_dir)
 
 URL_BASE = "http://codh.rois.ac.jp/kmnist/dataset/kmnist/"
 DEFAULT_OUTPUT = "Kuzushiji-MNIST.npz"
@@ -40,9 +40,9 @@ FILES = {
 }
 
 SPLIT_SEED = 42
-N_DEV = 10_000
-N_TRAIN = 50_000
-FIRST_DEV_LABELS = [6, 4, 7, 5, 8, 2, 3, 0, 1, 9]  # fingerprint of the course's split
+# split_fingerprint of the course's split of the official files: a built file is kept only if
+# its arrays hash to this (shapes and a few labels would let a damaged file through).
+SPLIT_SHA256 = "13dbf9a3b5bc163ee28601f1b3ba09c557c7789ad9f9aa19be2995c6fd57cccb"
 
 MANUAL_HINT = ("Fetch the four files by hand ({}) from {} and run: "
                "python download_kuzushiji_mnist.py --source DIR")
@@ -220,20 +220,31 @@ def build_split(raw_dir, output):
         with atomic_path(output) as tmp:
             with open(tmp, "wb") as f:
                 np.savez_compressed(f, **arrays)
-    except OSError as err:  # checked writable at the start, so a full disk or the like
+    except Exception as err:  # checked writable at the start, so a full disk or the like
+        cause = os_error_in(err)  # zipfile may report it as another error
+        if cause is None:
+            raise
         raise OutputError(f"--output {output}: cannot write the split "
-                          f"({err.strerror or err})") from None
+                          f"({cause.strerror or cause})") from None
     return Path(output)
 
 
-def split_is_valid(output):
-    """True when `output` already holds the course's split of the real data."""
+def split_fingerprint(arrays):
+    """sha256 over the six arrays of a split ({key: array}): each key, dtype, shape and bytes."""
+    digest = hashlib.sha256()
+    for key in COURSE_KEYS:
+        array = np.ascontiguousarray(arrays[key])
+        digest.update(f"{key} {array.dtype.str} {array.shape}\n".encode())
+        digest.update(memoryview(array).cast("B"))
+    return digest.hexdigest()
+
+
+def split_is_valid(output, fingerprint=SPLIT_SHA256):
+    """True when every array of `output` is the course's split (its fingerprint matches)."""
     try:
         with np.load(output, allow_pickle=False) as data:
-            return (data["Xtrain"].shape == (N_TRAIN, 784) and data["Xdev"].shape == (N_DEV, 784)
-                    and data["Xtest"].shape == (10_000, 784)
-                    and data["ydev"][:10].tolist() == FIRST_DEV_LABELS)
-    except Exception:
+            return split_fingerprint({key: data[key] for key in COURSE_KEYS}) == fingerprint
+    except Exception:  # unreadable, truncated, keys missing: not the split
         return False
 
 
@@ -264,6 +275,13 @@ def timeout_seconds(text):
     return value
 
 
+def path_value(text):
+    """argparse type: a path; '' is refused (Path('') would be the current folder)."""
+    if not text:
+        raise argparse.ArgumentTypeError("must name a file or folder, got ''")
+    return Path(text)
+
+
 def check_output(output):
     """Raise OutputError now, before any download, if the split cannot be written to `output`."""
     output = Path(output)
@@ -282,16 +300,16 @@ def _parser():
                     "train/dev/test split.",
         epilog="Without network access: fetch the four files (" + ", ".join(FILES) + ") by hand "
                "and pass their folder with --source.")
-    parser.add_argument("--source", type=Path, default=None, metavar="DIR",
+    parser.add_argument("--source", type=path_value, default=None, metavar="DIR",
                         help="build offline from a folder that already holds the four official "
                              "files (without it: download them)")
     parser.add_argument("--url-base", type=url_base, default=URL_BASE, metavar="URL",
                         help="base URL of the files: an http(s):// mirror or a file:// folder "
                              "(default: %(default)s)")
-    parser.add_argument("--output", type=Path, default=Path(DEFAULT_OUTPUT), metavar="PATH",
+    parser.add_argument("--output", type=path_value, default=Path(DEFAULT_OUTPUT), metavar="PATH",
                         help="where to write the split, the scripts' default -data_path "
                              "(default: %(default)s)")
-    parser.add_argument("--cache-dir", type=Path, default=Path(DEFAULT_CACHE), metavar="DIR",
+    parser.add_argument("--cache-dir", type=path_value, default=Path(DEFAULT_CACHE), metavar="DIR",
                         help="folder for the downloaded raw files (default: %(default)s)")
     parser.add_argument("--retries", type=int, default=3, metavar="N",
                         help="retries per file on network errors (default: %(default)s)")
@@ -303,8 +321,9 @@ def _parser():
     return parser
 
 
-def main(argv=None, checksums=FILES, backoff=1.0):
-    """The command line; `checksums` and `backoff` are injectable for tests.
+def main(argv=None, checksums=FILES, backoff=1.0, fingerprint=SPLIT_SHA256):
+    """The command line; `checksums`, `backoff` and the split's `fingerprint` are injectable
+    for tests.
 
     Returns 0; on an error prints `error: ...` and exits 1, leaving no folder it made empty.
     """
@@ -313,9 +332,15 @@ def main(argv=None, checksums=FILES, backoff=1.0):
     if args.retries < 0:
         parser.error(f"argument --retries: must be >= 0, got {args.retries}")
 
-    if args.output.is_file() and not args.force and split_is_valid(args.output):
-        print(f"{args.output} already holds the course's split; nothing to do (--force rebuilds)")
-        return 0
+    if args.output.parent.is_dir():
+        remove_stale_temps(args.output.parent)  # a killed build's temporary file
+    if args.output.is_file() and not args.force:
+        if split_is_valid(args.output, fingerprint):
+            print(f"{args.output} already holds the course's split; nothing to do "
+                  f"(--force rebuilds)")
+            return 0
+        print(f"{args.output} does not hold the course's split (damaged, or another file); "
+              f"building it again")
     created = new_folders(args.output.parent)
     if args.source is None:
         created += new_folders(args.cache_dir)

@@ -3,12 +3,15 @@
 Shapes: N examples, D features (784 pixels, +1 with the bias column).
 """
 import argparse
+import atexit
 import contextlib
+import errno
 import json
 import math
 import os
 import random
 import re
+import socket
 import sys
 import tempfile
 import zipfile
@@ -52,45 +55,109 @@ def configure_seed(seed):
 
 # ----------------------------------------------------------------------------- data
 
-def _scale(X, path, key):
+def _few(values, limit=5):
+    """'1, 2, 3' or '1, 2, 3, 4, 5, ... (12 in all)': a few of `values` for a message."""
+    values = [v.item() if hasattr(v, "item") else v for v in values]
+    text = ", ".join(str(v) for v in values[:limit])
+    return text + (f", ... ({len(values)} in all)" if len(values) > limit else "")
+
+
+def _scale(X, path, key, rebuild):
     """Flatten images to (N, D) float64; uint8 pixels are scaled by 1/256 as the course does."""
     X = np.asarray(X)
     if X.ndim < 2:
         raise DataError(f"{path}: '{key}' has shape {X.shape}; expected (N, ...) images")
-    X = X.reshape(X.shape[0], -1)
+    X = X.reshape(X.shape[0], math.prod(X.shape[1:]))  # not -1, which fails for 0 rows
     if X.dtype == np.uint8:
         return X / 256.0  # float64 in [0, 255/256]
-    if not np.issubdtype(X.dtype, np.number):
-        raise DataError(f"{path}: '{key}' has dtype {X.dtype}; expected numbers")
-    return X.astype(np.float64)
+    if not np.issubdtype(X.dtype, np.number) or np.iscomplexobj(X):
+        raise DataError(f"{path}: '{key}' has dtype {X.dtype}; expected real numbers")
+    X = X.astype(np.float64)
+    bad = X.size - np.count_nonzero(np.isfinite(X))
+    if bad:  # a data error, not something training could survive or a learning rate could fix
+        raise DataError(f"{path}: '{key}' has {bad} non-finite values (NaN or inf); the data "
+                        f"is damaged: rebuild it with: {rebuild}")
+    return X
 
 
 def _labels(y, path, key):
+    """The labels as stored, checked to be (N,) integers ((N, 1) is flattened)."""
     y = np.asarray(y)
     if y.ndim == 2 and y.shape[1] == 1:  # MedMNIST stores labels as (N, 1)
         y = y[:, 0]
-    if y.ndim != 1 or not np.issubdtype(y.dtype, np.integer):
-        raise DataError(f"{path}: '{key}' has shape {y.shape} and dtype {y.dtype}; "
-                        f"expected integer class labels of shape (N,)")
-    return y.astype(np.int64)
+    if y.ndim != 1:
+        raise DataError(f"{path}: '{key}' has shape {y.shape}; expected class labels of "
+                        f"shape (N,)")
+    if not np.issubdtype(y.dtype, np.integer):
+        # whole-number floats are refused too: a float label column is usually not labels
+        shown = f" (values {_few(np.unique(y))})" if y.dtype.kind in "fc" else ""
+        raise DataError(f"{path}: '{key}' has dtype {y.dtype}{shown}; class labels must be "
+                        f"stored as integers 0, 1, ..., C-1")
+    return y
+
+
+_WARNED = set()  # (path, size, mtime) of the files whose missing classes were reported
+
+
+def _check_classes(path, ykeys, labels):
+    """Refuse negative labels and class counts beyond the examples; warn (once per file) when
+    a split lacks a class that another has, or no split has some class below the largest."""
+    for key, y in zip(ykeys, labels):
+        negative = np.unique(y[y < 0]) if y.dtype.kind == "i" else []
+        if len(negative):
+            raise DataError(f"{path}: '{key}' has negative labels ({_few(negative)}); class "
+                            f"labels must be 0, 1, ..., C-1")
+    top_key, top = max(zip(ykeys, (int(y.max()) for y in labels)), key=lambda item: item[1])
+    n_classes, total = top + 1, sum(len(y) for y in labels)
+    if n_classes > total:  # mostly classes no example has; the model would not fit in memory
+        raise DataError(f"{path}: '{top_key}' has label {top}, but the splits hold only "
+                        f"{total} examples; class labels must be 0, 1, ..., C-1")
+    if n_classes < 2:
+        raise DataError(f"{path}: every label of {', '.join(map(repr, ykeys))} is 0; a "
+                        f"classifier needs at least two classes")
+    present = [np.bincount(y.astype(np.int64), minlength=n_classes) > 0 for y in labels]
+    anywhere = np.logical_or.reduce(present)
+
+    def classes(mask):
+        return f"class{'es' if np.count_nonzero(mask) > 1 else ''} {_few(np.flatnonzero(mask))}"
+
+    problems = [f"'{key}' lacks {classes(anywhere & ~has)}"
+                for key, has in zip(ykeys, present) if (anywhere & ~has).any()]
+    if not anywhere.all():
+        problems.append(f"no split has {classes(~anywhere)}")
+    stat = path.stat()
+    seen = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+    if problems and seen not in _WARNED:
+        _WARNED.add(seen)
+        print(f"warning: {path}: {'; '.join(problems)}; the model still gets all {n_classes} "
+              f"outputs (labels 0..{top})", file=sys.stderr)
+
+
+def class_count(data):
+    """The number of classes C of `load_dataset`'s splits: the largest label + 1 across all
+    three (load_dataset has checked the labels are 0..C-1; a split may lack some)."""
+    return 1 + max((int(y.max()) for _, y in data.values() if len(y)), default=-1)
 
 
 def load_dataset(path=DEFAULT_DATA_PATH, bias=False):
     """Load a split file as {"train": (X, y), "dev": (X, y), "test": (X, y)}.
 
-    X is float64 (N, D), with a trailing column of ones when `bias`; y is int64 (N,).
-    Reads the course layout (Xtrain, ytrain, Xdev, ...) and the MedMNIST layout
-    (train_images, train_labels, val_images, ...). Raises DataError with a readable message.
+    X is float64 (N, D), with a trailing column of ones when `bias`; y is int64 (N,), with the
+    labels of all splits in 0..C-1 (see `class_count`). Reads the course layout (Xtrain, ytrain,
+    Xdev, ...) and the MedMNIST layout (train_images, train_labels, val_images, ...); other keys
+    are ignored. Raises DataError with a one-line message; prints one `warning:` line to stderr
+    when a split lacks a class that another split has.
     """
     path = Path(path)
     build = BUILD_COMMAND if path.name == DEFAULT_DATA_PATH else f"{BUILD_COMMAND} --output {path}"
+    rebuild = f"{build} --force"
     if path.is_dir():
         raise DataError(f"{path}: is a folder; give the dataset file (.npz) itself")
     if not path.is_file():
         raise DataError(f"{path}: no such file. Create it with: {build}")
     if not zipfile.is_zipfile(path):  # np.load would try it as a pickle, and say so
         raise DataError(f"{path}: not a .npz dataset (no zip archive in it: truncated, or a "
-                        f"file of another kind). Rebuild it with: {build} --force")
+                        f"file of another kind). Rebuild it with: {rebuild}")
     try:
         with np.load(path, allow_pickle=False) as data:
             keys = set(data.files)
@@ -106,25 +173,32 @@ def load_dataset(path=DEFAULT_DATA_PATH, bias=False):
                 raise DataError(f"{path}: missing keys {', '.join(missing)} (found: "
                                 f"{', '.join(sorted(keys)) or 'none'}); expected "
                                 f"{', '.join(COURSE_KEYS)} or the MedMNIST layout")
-            splits = {}
+            splits, labels = {}, []
             for split, (xkey, ykey) in names.items():
-                X = _scale(data[xkey], path, xkey)
-                y = _labels(data[ykey], path, ykey)
+                X, y = data[xkey], data[ykey]
+                for key, array in ((xkey, X), (ykey, y)):
+                    if array.ndim and not len(array):  # not "truncated": it was saved empty
+                        raise DataError(f"{path}: the {split} split is empty ('{key}' has 0 "
+                                        f"rows); rebuild it with: {rebuild}")
+                X = _scale(X, path, xkey, rebuild)
+                y = _labels(y, path, ykey)
                 if len(X) != len(y):
                     raise DataError(f"{path}: '{xkey}' has {len(X)} examples but '{ykey}' has "
                                     f"{len(y)} labels")
                 if bias:
                     X = np.hstack((X, np.ones((X.shape[0], 1))))
                 splits[split] = (X, y)
+                labels.append(y)
     except DataError:
         raise
     except (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError) as err:
         raise DataError(f"{path}: cannot be read as a .npz dataset ({type(err).__name__}: {err}). "
-                        f"The file may be truncated; rebuild it with: {build} --force") from None
+                        f"The file may be truncated; rebuild it with: {rebuild}") from None
     widths = {split: X.shape[1] for split, (X, _) in splits.items()}
     if len(set(widths.values())) != 1:
         raise DataError(f"{path}: the splits have different feature counts {widths}")
-    return splits
+    _check_classes(path, [ykey for _, ykey in names.values()], labels)
+    return {split: (X, y.astype(np.int64)) for split, (X, y) in splits.items()}
 
 
 def find_dataset(path=None):
@@ -366,18 +440,75 @@ def remove_empty(folders):
             folder.rmdir()
 
 
+# Temporary files are named .NAME.part-HOST-PID-XXXXXXXX[.suffix], so that a later run can tell
+# those of a process that is gone (killed mid-write) from those of a run still writing.
+_HOST = re.sub(r"[^A-Za-z0-9]", "", socket.gethostname())[:16] or "host"
+_TEMP = re.compile(r"\..+\.part-(?P<host>[A-Za-z0-9]+)-(?P<pid>\d+)-[a-z0-9_]+(\.[^.]*)?")
+
+
+def temp_prefix(name):
+    """mkstemp's prefix for a temporary file standing in for `name` (see remove_stale_temps)."""
+    return f".{name}.part-{_HOST}-{os.getpid()}-"
+
+
+def _process_alive(pid):
+    if os.name != "posix":  # os.kill(pid, 0) would end the process on Windows
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError, ValueError):
+        return True  # someone else's process, or a name that is not ours: keep the file
+    return True
+
+
+def remove_stale_temps(folder):
+    """Remove the temporary files (see temp_prefix) in `folder` of processes of this host that
+    no longer run; returns their paths. Those of live processes are kept."""
+    removed = []
+    with contextlib.suppress(OSError), os.scandir(folder) as entries:
+        for entry in entries:
+            match = _TEMP.fullmatch(entry.name)
+            if (match and match["host"] == _HOST and not _process_alive(int(match["pid"]))
+                    and entry.is_file(follow_symlinks=False)):
+                with contextlib.suppress(OSError):
+                    os.unlink(entry.path)
+                    removed.append(Path(entry.path))
+    return removed
+
+
+_CREATED = []  # (pid, folder) of each folder writable_dir made, for remove_created_folders
+
+
+def remove_created_folders():
+    """Remove the folders that writable_dir made in this process and that are still empty
+    (a run that failed before writing anything leaves no empty output folder). Also run at exit.
+    """
+    pid = os.getpid()  # a forked child leaves its parent's folders alone
+    remove_empty([folder for owner, folder in _CREATED if owner == pid])
+    _CREATED[:] = [(owner, folder) for owner, folder in _CREATED if owner != pid]
+
+
+atexit.register(remove_created_folders)
+
+
 def writable_dir(path):
     """Create the folder `path` if needed and check that a file can be written in it.
 
     Returns it as a Path; raises OutputError naming the folder otherwise (and then removes the
     folders it made). Scripts call this before they train, so that a bad -output_dir fails at
-    once, not after the run.
+    once, not after the run. Also removes the temporary files of killed runs there; the folders
+    it makes are removed at exit, or by remove_created_folders(), if still empty.
     """
+    if isinstance(path, str) and not path:  # Path("") is the current folder: never meant
+        raise OutputError("the output folder is '' (empty): name a folder, or '.' for the "
+                          "current one")
     path = Path(path)
     made = new_folders(path)
     try:
         path.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=path, prefix=".write-check."):
+        with tempfile.NamedTemporaryFile(dir=path, prefix=temp_prefix("write-check")):
             pass
     except OSError as err:
         remove_empty(made)
@@ -385,6 +516,8 @@ def writable_dir(path):
             raise OutputError(f"{path}: cannot be used as an output folder: a file of that "
                               f"name (or in its path) is in the way") from None
         raise OutputError(f"{path}: cannot write there ({err.strerror or err})") from None
+    _CREATED.extend((os.getpid(), folder) for folder in made)
+    remove_stale_temps(path)
     return path
 
 
@@ -399,23 +532,29 @@ def staged_files():
     When the block succeeds, each staged file replaces its path, in the order staged; if it
     fails, none does, and the temporary files are removed: several files written all or
     nothing (a file of the same name is replaced whole, never left half-written).
+    `stage.current` is the path last staged or being replaced, for error messages. Temporary
+    files that a killed process left are removed by the next `writable_dir` of their folder.
     """
     staged = []
 
     def stage(path):
-        path = Path(path)
+        path = stage.current = Path(path)
         if path.is_dir():
-            raise IsADirectoryError(f"{path} is a folder")
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=path.suffix, dir=path.parent)
+            raise IsADirectoryError(errno.EISDIR, "a folder of that name is in the way", str(path))
+        fd, tmp = tempfile.mkstemp(prefix=temp_prefix(path.name), suffix=path.suffix,
+                                   dir=path.parent)
         os.close(fd)
         staged.append((Path(tmp), path))
         return Path(tmp)
 
+    stage.current = None
     try:
         yield stage
-        for tmp, _ in staged:
+        for tmp, path in staged:
+            stage.current = path
             os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the usual permissions
         for tmp, path in staged:
+            stage.current = path
             os.replace(tmp, path)
     finally:
         for tmp, _ in staged:
@@ -430,6 +569,21 @@ def atomic_path(path):
     path.parent.mkdir(parents=True, exist_ok=True)
     with staged_files() as stage:
         yield stage(path)
+
+
+def os_error_in(exc):
+    """The OSError behind `exc`: itself or one of its causes or contexts; None if none.
+
+    matplotlib's PDF writer, for one, reports a full disk as AttributeError ('Stream' object has
+    no attribute 'pos'), raised while it handles the OSError.
+    """
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, OSError):
+            return exc
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return None
 
 
 def _jsonable(value):
@@ -513,7 +667,8 @@ def plot_panels(stem, epochs, panels, title=None, xlabel="Epoch", stage=None):
 
 def save_figure(fig, stem, stage=None):
     """Save `fig` as `stem`.pdf and `stem`.png and close it; returns both paths. Both files or
-    neither, into `stage(path)` if given (see `staged_files`), else staged here."""
+    neither, into `stage(path)` if given (see `staged_files`), else staged here. A failed write
+    raises its OSError (not what the writer turned it into)."""
     import matplotlib.pyplot as plt
 
     paths = [Path(f"{stem}{suffix}") for suffix in (".pdf", ".png")]
@@ -523,7 +678,13 @@ def save_figure(fig, stem, stage=None):
                 paths[0].parent.mkdir(parents=True, exist_ok=True)
                 stage = stack.enter_context(staged_files())
             for path in paths:
-                fig.savefig(stage(path), format=path.suffix[1:], dpi=120)
+                try:
+                    fig.savefig(stage(path), format=path.suffix[1:], dpi=120)
+                except Exception as err:
+                    cause = os_error_in(err)
+                    if cause is None or cause is err:
+                        raise
+                    raise cause from None
     finally:
         plt.close(fig)
     return paths
@@ -535,16 +696,22 @@ def save_run(output_dir, name, record, figures):
     figures: {KEY: (ylabel, {label: values per epoch})}, plotted against record["epochs"].
     All or nothing (`staged_files`): the files replace the run's old ones only once all are
     written, the record last, so its presence means the run's files are all there. Raises
-    OutputError, and leaves nothing of this run, if they cannot be written.
+    OutputError ("cannot write PATH: REASON", e.g. a full disk), and leaves no file of this run
+    and the earlier run's files as they were, if they cannot be written.
     """
     output_dir = writable_dir(output_dir)
     paths = []
+    stage = None
     try:
         with staged_files() as stage:
             for key, (ylabel, curves) in figures.items():
                 paths += plot_curves(output_dir / f"{name}-{key}", record["epochs"], curves,
                                      ylabel, title=name, stage=stage)
             paths.append(write_record(output_dir / f"{name}.json", record, stage=stage))
-    except OSError as err:
-        raise OutputError(f"cannot save the run in {output_dir}: {err}") from None
+    except Exception as err:
+        cause = os_error_in(err)
+        if cause is None:
+            raise
+        target = getattr(stage, "current", None) or output_dir
+        raise OutputError(f"cannot write {target}: {cause.strerror or cause}") from None
     return paths

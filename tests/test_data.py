@@ -6,6 +6,7 @@ import io
 import json
 import os
 import random
+import signal
 import subprocess
 import sys
 import threading
@@ -431,6 +432,9 @@ def test_write_failure_during_the_build_is_a_clean_error(fake_release, tmp_path,
     ("--timeout", "inf", "must be a number of seconds in (0, 86400], got 'inf'"),
     ("--timeout", "1e12", "must be a number of seconds in (0, 86400], got '1e12'"),
     ("--timeout", "soon", "must be a number of seconds in (0, 86400], got 'soon'"),
+    ("--output", "", "must name a file or folder, got ''"),
+    ("--cache-dir", "", "must name a file or folder, got ''"),
+    ("--source", "", "must name a file or folder, got ''"),
 ])
 def test_bad_url_base_and_timeout_are_argparse_errors(flag, value, message, capsys):
     with pytest.raises(SystemExit) as exc:
@@ -487,6 +491,138 @@ def test_help_shows_the_defaults(capsys, monkeypatch):
         assert line.endswith(f"(default: {default})")
 
 
+# ----------------------------------------------------------------------------- a damaged split
+
+def _expected_split(arrays):
+    """The split the downloader should build from the fake release, made here by hand."""
+    train_idx, dev_idx = dl.course_split(60)
+    flat = arrays["kmnist-train-imgs.npz"].reshape(60, -1)
+    labels = arrays["kmnist-train-labels.npz"]
+    return {"Xtrain": flat[train_idx], "ytrain": labels[train_idx], "Xdev": flat[dev_idx],
+            "ydev": labels[dev_idx], "Xtest": arrays["kmnist-test-imgs.npz"].reshape(12, -1),
+            "ytest": arrays["kmnist-test-labels.npz"]}
+
+
+def _resave(path, split, **changes):
+    np.savez_compressed(path, **{**split, **changes})
+
+
+DAMAGES = {
+    "Xtrain zeroed": lambda path, split: _resave(path, split,
+                                                 Xtrain=np.zeros_like(split["Xtrain"])),
+    "one pixel": lambda path, split: _resave(path, split, Xtest=split["Xtest"] ^ np.eye(
+        *split["Xtest"].shape, dtype=np.uint8)),
+    "last dev label": lambda path, split: _resave(path, split, ydev=np.r_[
+        split["ydev"][:-1], (split["ydev"][-1] + 1) % 10].astype(np.uint8)),
+    "pixels as int64": lambda path, split: _resave(path, split,
+                                                   Xdev=split["Xdev"].astype(np.int64)),
+    "truncated": lambda path, split: path.write_bytes(path.read_bytes()[:-100]),
+    "another dataset": lambda path, split: make_tiny_dataset(path),
+}
+
+
+@pytest.mark.parametrize("damage", list(DAMAGES))
+def test_a_damaged_split_is_built_again(fake_release, tmp_path, capsys, damage):
+    """"Nothing to do" only when every array is the split's, not just its shapes."""
+    arrays, blobs, checksums = fake_release
+    src = _source_folder(tmp_path, blobs)
+    out = tmp_path / "out.npz"
+    expected = _expected_split(arrays)
+    argv = ["--source", str(src), "--output", str(out)]
+    kwargs = {"checksums": checksums, "fingerprint": dl.split_fingerprint(expected)}
+    assert dl.main(argv, **kwargs) == 0
+    built = out.read_bytes()
+    assert dl.main(argv, **kwargs) == 0
+    assert "already holds the course's split; nothing to do" in capsys.readouterr().out
+    assert out.read_bytes() == built
+    DAMAGES[damage](out, expected)
+    assert out.read_bytes() != built
+    assert dl.main(argv, **kwargs) == 0
+    assert (f"{out} does not hold the course's split (damaged, or another file); building it "
+            f"again") in capsys.readouterr().out
+    with np.load(out) as data:
+        assert sorted(data.files) == sorted(expected)
+        for key, value in expected.items():
+            assert data[key].dtype == value.dtype
+            np.testing.assert_array_equal(data[key], value)
+    assert _leftovers(tmp_path) == []
+
+
+def test_split_fingerprint_sees_every_array_and_its_layout(fake_release):
+    expected = _expected_split(fake_release[0])
+    base = dl.split_fingerprint(expected)
+    assert dl.split_fingerprint({key: value.copy() for key, value in expected.items()}) == base
+    for key, value in expected.items():
+        flipped = value.copy()
+        flipped.flat[-1] ^= 1
+        for changed in (flipped, value.astype(np.int16), value.reshape(1, -1)):
+            assert dl.split_fingerprint({**expected, key: changed}) != base, key
+    swapped = {**expected, "Xdev": expected["Xtest"][:10], "Xtest": expected["Xdev"]}
+    assert dl.split_fingerprint(swapped) != base
+
+
+KILLED_BUILD = """\
+import os, signal, sys
+sys.path.insert(0, sys.argv[1])
+import utils
+with utils.atomic_path(sys.argv[2]) as tmp:
+    tmp.write_bytes(b"PK" + bytes(100_000))
+    os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+@pytest.mark.skipif(os.name != "posix", reason="needs SIGKILL")
+def test_a_killed_builds_temporary_file_is_removed_by_the_next_run(fake_release, tmp_path,
+                                                                    capsys):
+    arrays, blobs, checksums = fake_release
+    src = _source_folder(tmp_path, blobs)
+    out = tmp_path / "out.npz"
+    script = tmp_path / "killed.py"
+    script.write_text(KILLED_BUILD)
+    argv = ["--source", str(src), "--output", str(out)]
+    kwargs = {"checksums": checksums,
+              "fingerprint": dl.split_fingerprint(_expected_split(arrays))}
+    for outcome in ("Wrote", "nothing to do"):  # the build, then the run that keeps it
+        killed = subprocess.run([sys.executable, str(script), str(ROOT), str(out)], timeout=60)
+        assert killed.returncode == -9
+        [left] = _leftovers(tmp_path)
+        assert left.startswith(".out.npz.part-") and left.endswith(".npz")
+        assert dl.main(argv, **kwargs) == 0
+        assert outcome in capsys.readouterr().out
+        assert _leftovers(tmp_path) == []
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["killed.py", "out.npz", "src"]
+
+
+LIMITED_BUILD = """\
+import hashlib, resource, signal, sys
+from pathlib import Path
+sys.path.insert(0, sys.argv[1])
+import download_kuzushiji_mnist as dl
+src = Path(sys.argv[2])
+checksums = {name: (0, hashlib.md5((src / name).read_bytes()).hexdigest()) for name in dl.FILES}
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails with EFBIG
+resource.setrlimit(resource.RLIMIT_FSIZE, (8000, resource.RLIM_INFINITY))
+dl.main(["--source", str(src), "--output", sys.argv[3]], checksums=checksums)
+"""
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGXFSZ"), reason="needs RLIMIT_FSIZE")
+def test_a_real_write_failure_during_the_build_keeps_the_earlier_file(fake_release, tmp_path):
+    """A file-size limit makes the kernel refuse the writes, as a full disk would."""
+    _, blobs, _ = fake_release
+    src = _source_folder(tmp_path, blobs)
+    out = tmp_path / "out.npz"
+    out.write_bytes(b"an earlier file")
+    script = tmp_path / "limited.py"
+    script.write_text(LIMITED_BUILD)
+    result = subprocess.run([sys.executable, str(script), str(ROOT), str(src), str(out)],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1
+    assert result.stderr == f"error: --output {out}: cannot write the split (File too large)\n"
+    assert out.read_bytes() == b"an earlier file"
+    assert _leftovers(tmp_path) == []
+
+
 # ----------------------------------------------------------------------------- the split
 
 def test_course_split_indices():
@@ -511,6 +647,7 @@ def test_real_split_fingerprints(real_data_path):
         assert np.bincount(data["ytrain"]).tolist() == [5024, 4982, 5017, 4993, 5028, 4978,
                                                          5000, 4928, 5025, 5025]
         assert np.bincount(data["ytest"]).tolist() == [1000] * 10
+    assert dl.split_is_valid(real_data_path)
     splits = utils.load_dataset(real_data_path)
     X = splits["train"][0]
     assert X.dtype == np.float64 and X.min() == 0.0 and X.max() == 255 / 256
@@ -533,6 +670,9 @@ def test_real_split_matches_the_official_files(real_data_path):
     test_images = np.load(source / "kmnist-test-imgs.npz")["arr_0"].reshape(10000, -1)
     test_labels = np.load(source / "kmnist-test-labels.npz")["arr_0"]
     train_idx, dev_idx = dl.course_split()
+    official = {"Xtrain": images[train_idx], "ytrain": labels[train_idx], "Xdev": images[dev_idx],
+                "ydev": labels[dev_idx], "Xtest": test_images, "ytest": test_labels}
+    assert dl.split_fingerprint(official) == dl.SPLIT_SHA256  # the constant is that split's
     with np.load(real_data_path) as data:
         np.testing.assert_array_equal(data["Xdev"], images[dev_idx])
         np.testing.assert_array_equal(data["ydev"], labels[dev_idx])

@@ -59,8 +59,10 @@ def test_save_run_with_a_folder_in_the_way_writes_nothing(tmp_path):
                "loss": ("Loss", {"train": [2.0, 1.0]})}
     out = tmp_path / "out"
     (out / "run-loss.png").mkdir(parents=True)
-    with pytest.raises(utils.OutputError, match="cannot save the run in .*run-loss.png"):
+    with pytest.raises(utils.OutputError) as info:
         utils.save_run(out, "run", record, figures)
+    assert str(info.value) == (f"cannot write {out / 'run-loss.png'}: a folder of that name is "
+                               f"in the way")
     assert [p.name for p in out.iterdir()] == ["run-loss.png"]  # no figure, no record, no temp
     (out / "run-loss.png").rmdir()
     paths = utils.save_run(out, "run", record, figures)
