@@ -27,12 +27,20 @@ MEDMNIST_KEYS = ("train_images", "train_labels", "val_images", "val_labels",
                  "test_images", "test_labels")
 
 
-class DataError(Exception):
+class RunError(Exception):
+    """A run cannot go on; the message, one line, says why and what to do."""
+
+
+class DataError(RunError):
     """A dataset file is missing, unreadable or malformed; the message says which and what to do."""
 
 
-class OutputError(Exception):
+class OutputError(RunError):
     """An output folder or file cannot be written; the message says which and why."""
+
+
+class SizeError(RunError):
+    """A model too large for this machine's memory."""
 
 
 def configure_seed(seed):
@@ -372,11 +380,12 @@ def run_command(main):
 
 # ----------------------------------------------------------------------------- flags
 
-def add_flag(parser, name, **kwargs):
-    """Add the course's single-dash flag `-name` with a double-dash alias `--name-with-dashes`."""
-    aliases = [f"-{name}", f"--{name.replace('_', '-')}"]
-    if "_" not in name:
-        aliases = [f"-{name}", f"--{name}"]
+def add_flag(parser, name, *other_names, **kwargs):
+    """Add the course's single-dash flag `-name` with a double-dash alias `--name-with-dashes`,
+    and the same for each of `other_names` (other spellings of the flag)."""
+    aliases = []
+    for spelling in (name, *other_names):
+        aliases += [f"-{spelling}", f"--{spelling.replace('_', '-')}"]
     return parser.add_argument(*aliases, dest=name, **kwargs)
 
 
@@ -399,6 +408,42 @@ positive_float = checked(float, lambda v: math.isfinite(v) and v > 0, "> 0")
 nonnegative_float = checked(float, lambda v: math.isfinite(v) and v >= 0, ">= 0")
 probability = checked(float, lambda v: 0 <= v < 1, "in [0, 1)")
 seed_value = checked(int, lambda v: 0 <= v < 2 ** 32, "in [0, 2**32)")  # numpy's seed range
+# torch keeps an optimizer's hyperparameters in the parameters' type (float32) in its update: a
+# larger value cannot be converted, and fails in the first step
+FLOAT32_MAX = 3.4e38
+float32_positive = checked(float, lambda v: 0 < v <= FLOAT32_MAX, "> 0 and at most 3.4e38")
+float32_nonnegative = checked(float, lambda v: 0 <= v <= FLOAT32_MAX, ">= 0 and at most 3.4e38")
+
+
+def torch_device(text):
+    """argparse type for -device: auto, or a device this torch build can train on (a small
+    tensor is put there and read back, as training does)."""
+    if text == "auto":
+        return text
+    import torch
+    try:
+        device = torch.device(text)
+    except (RuntimeError, ValueError):
+        raise argparse.ArgumentTypeError(f"not a torch device: {text!r}") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise argparse.ArgumentTypeError(f"{text} requested but CUDA is not available")
+    if device.type == "meta":
+        raise argparse.ArgumentTypeError(f"{text} holds no data (a meta device cannot train)")
+    try:
+        torch.ones(1, device=device).sum().item()
+    except Exception as err:  # torch raises RuntimeError, AssertionError, ... by backend
+        reason = (str(err).strip() or type(err).__name__).splitlines()[0].split(". ")[0]
+        raise argparse.ArgumentTypeError(
+            f"{text}: not usable with this torch build ({reason[:120]})") from None
+    return text
+
+
+def resolve_device(name):
+    """auto -> cuda when available, else cpu; any other name as it is."""
+    if name != "auto":
+        return name
+    import torch
+    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 # ----------------------------------------------------------------------------- outputs
@@ -715,3 +760,46 @@ def save_run(output_dir, name, record, figures):
         target = getattr(stage, "current", None) or output_dir
         raise OutputError(f"cannot write {target}: {cause.strerror or cause}") from None
     return paths
+
+
+# ----------------------------------------------------------------------------- runs
+
+def flag_divergence(epoch, loss, weights_finite, n_classes, already, advice=True,
+                    bound_loss=True):
+    """Whether the run counts as diverged after this epoch: a non-finite loss or weight, or
+    (when `bound_loss`) a mean training loss above 2 log(C), twice the uniform guess's.
+    Warns on stderr the first time (`already` False), with advice on the learning rate when
+    `advice`; the run goes on."""
+    if loss is not None and not math.isfinite(loss):
+        problem = "non-finite training loss"
+    elif not weights_finite:
+        problem = "non-finite weights"
+    elif bound_loss and loss is not None and loss > 2 * math.log(n_classes):
+        problem = f"training loss {loss:.4g} > 2 log({n_classes}), worse than guessing"
+    else:
+        return False
+    if not already:
+        hint = "; try a smaller -learning_rate" if advice else ""
+        print(f"warning: training diverged at epoch {epoch} ({problem}){hint}. The run "
+              f"continues; its record is flagged.", file=sys.stderr)
+    return True
+
+
+def check_model_size(n_weights, n_activations, itemsize, flag):
+    """Raise SizeError when a model of n_weights (with a gradient and a working copy of each)
+    and n_activations per evaluation cannot fit in this machine's memory (where it is known)."""
+    needed = itemsize * (3 * n_weights + 2 * n_activations)
+    try:
+        available = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):  # not on this system (Windows)
+        return
+    if needed > available:
+        raise SizeError(f"{flag} needs about {_readable_bytes(needed)} for its weights and "
+                        f"activations; this machine has {_readable_bytes(available)} of memory")
+
+
+def _readable_bytes(n):
+    for unit in ("B", "KB", "MB", "GB", "TB", "PB"):
+        if n < 1000 or unit == "PB":
+            return f"{n:.3g} {unit}"
+        n /= 1000
