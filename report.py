@@ -1,31 +1,43 @@
-"""Regenerate every figure and table of the report: python report.py
+"""Regenerate every figure and table of the report: python report.py [--seeds K]
 
 Runs each experiment with the project's own scripts (in parallel, one process per run), reuses
-finished runs from earlier calls (a cache keyed by the run's flags, the code and the data), and
-writes under `-output_dir` (default report/):
+finished runs from earlier calls (a cache keyed by the run's flags, seed, the code and the data),
+and writes under `-output_dir` (default report/):
 
     runs/<label>/        each run's figures, record (JSON) and log
     figures/<sweep>.*    one comparison figure per sweep: dev accuracy and training loss per epoch
+                         (with --seeds K > 1: each configuration's mean over the seeds, and a
+                         band from their min to their max)
     results.md           one table per question, the course's numbers beside ours, the best runs
+    results.tex          the same tables as LaTeX tabulars (booktabs), to \\input in a report
+
+--seeds K runs every run with the seeds 42 (the course's), 1, 2, ..., K-1; the tables then add
+each configuration's mean ± sd (min-max) over the seeds, and the best of a sweep is chosen on
+the mean dev accuracy.
 
 Ctrl-C stops the running runs and exits with 130; finished runs are kept, so the same command
 resumes.
 """
 import argparse
+import ast
 import hashlib
 import json
 import math
 import os
 import shlex
 import signal
+import statistics
 import subprocess
 import sys
 import threading
 import time
 import traceback
+import warnings
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import numpy as np
 
 import utils
 
@@ -34,10 +46,8 @@ ROOT = Path(__file__).resolve().parent
 # forking a process that has loaded torch is not safe, each run is a fresh interpreter.
 FORK = sys.platform.startswith("linux")
 
-# The course's published Q1 results (final dev, test accuracy), 2022-23, after the scripts'
-# default number of epochs.
-COURSE_Q1 = {"perceptron": (0.7236, 0.6193), "logistic_regression": (0.8251, 0.7028)}
 COURSE_EPOCHS = 20
+COURSE_SEED = 42  # the scripts' default: a run at this seed needs no -seed flag
 DEFAULT_OUTPUT_DIR = Path("report")
 # After Ctrl-C, how long a run gets to stop on its own (and clean up) before it is killed.
 STOP_GRACE_SECONDS = 10
@@ -87,6 +97,27 @@ class Run:
         merged.update({f"-{k}": str(v) for k, v in flags.items()})
         return Run(self.script, (self.model, *[x for kv in merged.items() for x in kv]))
 
+    @property
+    def seed(self):
+        return int(self.flags.get("-seed", COURSE_SEED))
+
+    def with_seed(self, seed):
+        """This configuration with `seed`. The course's seed is left implicit: such a run is
+        the plain run of the script (same label, same cache key)."""
+        flags = {k: v for k, v in self.flags.items() if k != "-seed"}
+        run = Run(self.script, (self.model, *[x for kv in flags.items() for x in kv]))
+        return run if seed == COURSE_SEED else run.with_flags(seed=seed)
+
+    @property
+    def config(self):
+        """The configuration, without the seed: (script, model, flags in any order)."""
+        return self.script, self.model, frozenset(self.with_seed(COURSE_SEED).flags.items())
+
+
+def seed_list(count):
+    """The seeds of `--seeds count`: the course's 42, then 1, 2, 3, ..."""
+    return [COURSE_SEED, *[s for s in range(1, count + 1) if s != COURSE_SEED][:count - 1]]
+
 
 @dataclass
 class Sweep:
@@ -107,6 +138,28 @@ def q1(model, **flags):
 
 def q2(model, **flags):
     return Run("hw1-q2.py", (model,)).with_flags(**flags)
+
+
+# The course's published results (final dev, test accuracy), 2022-23, after 20 epochs at seed
+# 42, with the sweep each belongs to.
+COURSE = [
+    ("q1", q1("perceptron"), 0.7236, 0.6193),
+    ("q1", q1("logistic_regression", learning_rate="0.001"), 0.8251, 0.7028),
+    ("q1", q1("mlp", hidden_size=200, learning_rate="0.001"), 0.9373, 0.8610),
+    ("q2.1", q2("logistic_regression", batch_size=1, learning_rate="0.001"), 0.8256, 0.7019),
+    ("q2.1", q2("logistic_regression", batch_size=1, learning_rate="0.01"), 0.8033, 0.6806),
+    ("q2.1", q2("logistic_regression", batch_size=1, learning_rate="0.1"), 0.7516, 0.6155),
+    ("q2.2", q2("mlp", hidden_size=200), 0.9492, 0.8813),
+    ("q2.3", q2("mlp", hidden_size=200, layers=2), 0.9561, 0.8939),
+]
+
+
+# The flags' defaults a configuration may or may not spell out, for matching it to the course's.
+SCRIPT_DEFAULTS = {
+    "hw1-q1.py": {"-learning_rate": "0.001", "-hidden_size": "200", "-layers": "1"},
+    "hw1-q2.py": {"-learning_rate": "0.01", "-hidden_size": "100", "-layers": "1",
+                  "-dropout": "0.3", "-activation": "relu", "-optimizer": "sgd"},
+}
 
 
 def plan(extras):
@@ -158,17 +211,53 @@ def file_digest(path):
     return digest.hexdigest()
 
 
+def local_imports(path, root=None):
+    """The Python files under `root` (default: beside this file) that `path` imports, directly
+    or not: root/NAME.py for `import NAME`, every file of the package root/NAME/ for `from NAME
+    import ...` or `import NAME.sub`."""
+    root = ROOT if root is None else root
+    found, todo = set(), [Path(path)]
+    while todo:
+        try:
+            tree = ast.parse(todo.pop().read_text())
+        except (SyntaxError, ValueError):  # it will fail its runs; its digest is still in the key
+            continue
+        names = {alias.name.split(".")[0] for node in ast.walk(tree)
+                 if isinstance(node, ast.Import) for alias in node.names}
+        names |= {node.module.split(".")[0] for node in ast.walk(tree)
+                  if isinstance(node, ast.ImportFrom) and node.module and not node.level}
+        for name in names:
+            module, package = Path(root) / f"{name}.py", Path(root) / name
+            files = ([module] if module.is_file() else
+                     sorted(package.rglob("*.py")) if (package / "__init__.py").is_file() else [])
+            for file in files:
+                if file not in found:
+                    found.add(file)
+                    todo.append(file)
+    return sorted(found - {Path(path)})
+
+
 class Runner:
     """Runs scripts in subprocesses, reusing a finished run whose cache key matches."""
 
-    def __init__(self, output_dir, common_args, data_digest, jobs, force):
+    def __init__(self, output_dir, common_args, data_digest, jobs, force, warn=None,
+                 datasets=None):
         self.runs_dir = Path(output_dir) / "runs"
+        # {(data path, bias): split} loaded here for the forked runs to share (see _preload)
+        self.datasets = dict(datasets or {})
+        self.warn = warn or (lambda text: print(text, file=sys.stderr, flush=True))
         self.common_args = list(common_args)
         self.jobs = jobs
         self.force = force
         self.threads = max(1, (os.cpu_count() or 1) // jobs)
-        code = {name: file_digest(ROOT / name) for name in ("utils.py", "hw1-q1.py", "hw1-q2.py")}
+        scripts = ("hw1-q1.py", "hw1-q2.py")
+        code = {name: file_digest(ROOT / name) for name in ("utils.py", *scripts)}
         self.fingerprint = {"code": code, "data": data_digest, "common": self.common_args}
+        # the other local code each script runs (such as a package of its own)
+        self.imports = {name: {path.relative_to(ROOT).as_posix(): file_digest(path)
+                               for path in local_imports(ROOT / name)
+                               if path != ROOT / "utils.py"}
+                        for name in scripts}
         self._import_lock = threading.Lock()
         self._modules = None
         # the running children ({pid: Popen or None}), so that `stop` can reach them
@@ -180,16 +269,26 @@ class Runner:
         payload = dict(self.fingerprint, script=run.script, args=list(run.args),
                        code=self.fingerprint["code"][run.script],
                        utils=self.fingerprint["code"]["utils.py"])
+        if self.imports.get(run.script):  # none: the key is that of the flags, code and data
+            payload["imports"] = self.imports[run.script]
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
     def cached(self, run):
-        """The run's record if an earlier call finished it with the same key, else None."""
+        """The run's record if an earlier call finished it with the same key, else None.
+
+        A finished run whose record does not read back whole (truncated, garbled, a key
+        missing or of the wrong kind) is a miss too, with a warning: it runs again."""
         folder = self.runs_dir / run.label
         stamp = folder / "cache-key"
-        if self.force or not stamp.is_file() or stamp.read_text().strip() != self.key(run):
+        try:
+            if self.force or stamp.read_text().strip() != self.key(run):
+                return None
+        except (OSError, UnicodeDecodeError):  # no stamp (an unfinished run), or a garbled one
             return None
-        records = [p for p in folder.glob("*.json")]
-        return utils.read_record(records[0]) if len(records) == 1 else None
+        record, problem = load_record(folder, run)
+        if problem:
+            self.warn(f"warning: {problem}; running {run.label} again")
+        return record
 
     def execute(self, run):
         """Run in a fresh folder; returns (record or None, seconds, log path)."""
@@ -216,13 +315,17 @@ class Runner:
                 out.write(traceback.format_exc())
                 code = 1
         seconds = time.perf_counter() - start
-        records = list(folder.glob("*.json"))
-        if code != 0 or len(records) != 1:
+        if code != 0:
+            return None, seconds, log
+        record, problem = load_record(folder, run)
+        if problem:
+            with open(log, "a") as out:
+                out.write(f"report.py: {problem}\n")
             return None, seconds, log
         # the stamp goes last: a run interrupted before here is re-run next time
         with utils.atomic_path(folder / "cache-key") as tmp:
             tmp.write_text(self.key(run) + "\n")
-        return utils.read_record(records[0]), seconds, log
+        return record, seconds, log
 
     def _spawn(self, script, argv, out):
         """Run `script` in a fresh interpreter, in a process group of its own (see `_fork`)."""
@@ -253,6 +356,7 @@ class Runner:
                 import matplotlib.pyplot  # noqa: F401
                 import torch._dynamo  # noqa: F401
                 self._modules = {}
+                self._preload()
             if script not in self._modules:
                 try:
                     self._modules[script] = utils.load_script(script)
@@ -263,6 +367,32 @@ class Runner:
         if isinstance(module, BaseException):
             raise module
         return module
+
+    def _preload(self):
+        """Load the split here, both ways the scripts ask for it (with and without the bias
+        column), once for all forked runs, which would each load and scale it otherwise."""
+        path = dict(zip(self.common_args[::2], self.common_args[1::2])).get("-data_path")
+        if path is None:
+            return
+        for bias in (False, True):
+            key = (str(Path(path).resolve()), bias)
+            if key not in self.datasets:
+                try:
+                    self.datasets[key] = utils.load_dataset(path, bias=bias)
+                except utils.DataError:
+                    return  # each run says so in its log
+
+    def _share_datasets(self):
+        """In a forked run: utils' loader returns the preloaded split for the same file (the
+        run's own copy-on-write copy: what it changes in it, it changes for itself only)."""
+        load = utils.load_dataset
+
+        def preloaded(path=utils.DEFAULT_DATA_PATH, bias=False, **options):
+            split = None if options else self.datasets.get((str(Path(path).resolve()), bias))
+            return load(path, bias=bias, **options) if split is None else dict(split)
+        for name in ("load_dataset", "load_classification_data"):  # the course's alias too
+            if getattr(utils, name, None) is load:
+                setattr(utils, name, preloaded)
 
     def _fork(self, script, argv, log_fd):
         """Run `script`'s main(argv) in a forked child of this process; returns its exit code.
@@ -313,6 +443,8 @@ class Runner:
             signal.signal(signal.SIGINT, signal.default_int_handler)
             signal.pthread_sigmask(signal.SIG_SETMASK, mask)
             sys.modules["torch"].set_num_threads(self.threads)  # cores // jobs
+            if self.datasets:
+                self._share_datasets()
             module.main(argv)
             code = 0
         except SystemExit as exit_:
@@ -348,11 +480,76 @@ class Runner:
             pass  # already gone
 
 
-def best_run(runs, records):
-    """The run with the highest final dev accuracy (the first one on ties)."""
-    scored = [(final(records[r], "valid_acc"), -i, r) for i, r in enumerate(runs)
-              if records.get(r) is not None]
-    scored = [s for s in scored if s[0] is not None]
+def load_record(folder, run):
+    """(record, None) if `folder` holds one whole record of `run`, else (None, what is wrong)."""
+    paths = list(Path(folder).glob("*.json"))
+    if len(paths) != 1:
+        return None, f"{folder}: {len(paths)} records (*.json), not 1"
+    try:
+        record = utils.read_record(paths[0])
+    except (OSError, ValueError) as err:  # JSONDecodeError and UnicodeDecodeError included
+        return None, f"{paths[0]}: unreadable ({type(err).__name__}: {' '.join(str(err).split())})"
+    problem = record_problem(record, run)
+    return (None, f"{paths[0]}: {problem}") if problem else (record, None)
+
+
+def _number(value):
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _curve(value):
+    return isinstance(value, list) and all(v is None or _number(v) for v in value)
+
+
+def record_problem(record, run):
+    """What makes `record` unfit for the report as `run`'s record, or None."""
+    if not isinstance(record, dict):
+        return f"a JSON {type(record).__name__}, not a record"
+    for key in ("model", "config", "epochs", "valid_acc", "test_acc"):
+        if key not in record:
+            return f"no '{key}'"
+    if record["model"] != run.model:
+        return f"a record of {record['model']!r}, not {run.model!r}"
+    if not isinstance(record["config"], dict) or record["config"].get("seed") != run.seed:
+        return f"not a record of seed {run.seed}"
+    epochs = record["epochs"]
+    if not (isinstance(epochs, list) and epochs and all(_number(e) for e in epochs)):
+        return "'epochs' is not a list of epochs"
+    if not _curve(record["valid_acc"]) or len(record["valid_acc"]) != len(epochs):
+        return f"'valid_acc' is not {len(epochs)} numbers"
+    for key in ("train_acc", "train_loss", "valid_loss", "weight_norm", "epoch_seconds"):
+        if record.get(key) is not None and not _curve(record[key]):
+            return f"'{key}' is not a list of numbers"
+    for key in ("test_acc", "final_train_acc", "train_seconds"):
+        if record.get(key) is not None and not _number(record[key]):
+            return f"'{key}' is not a number"
+    if not isinstance(record.get("diverged", False), bool):
+        return "'diverged' is not true or false"
+    return None
+
+
+def seed_values(run, records, seeds, measure):
+    """`measure(record)` of each seed of `run`'s configuration that has a record (not None)."""
+    values = []
+    for seed in seeds:
+        record = records.get(run.with_seed(seed))
+        if record is not None and (value := measure(record)) is not None:
+            values.append(value)
+    return values
+
+
+def dev_accuracy(record):
+    return final(record, "valid_acc")
+
+
+def best_run(runs, records, seeds=(COURSE_SEED,)):
+    """The configuration with the highest final dev accuracy, averaged over `seeds` (those
+    that finished); the first one on ties."""
+    scored = []
+    for i, run in enumerate(runs):
+        values = seed_values(run, records, seeds, dev_accuracy)
+        if values:
+            scored.append((statistics.fmean(values), -i, run))
     return max(scored)[2] if scored else None
 
 
@@ -375,12 +572,13 @@ def ignore_ctrl_c():
         signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
-def run_all(sweeps, runner, log=log_line):
-    """Run every sweep's runs (deduplicated, in parallel).
+def run_all(sweeps, runner, log=log_line, seeds=(COURSE_SEED,)):
+    """Run every sweep's configurations with each of `seeds` (deduplicated, in parallel).
 
     Logs `start` when a run starts and `[done/total]` when it ends. The total is known before
     the first start: a sweep built on another's best run (Q2.3) counts the runs it will add,
-    which depend on that best but not their number.
+    which depend on that best but not their number. The best is chosen once every seed of
+    every configuration it is chosen from has ended.
 
     Returns ({Run: record}, {Run: log path or None} of the failed runs, number of runs executed).
     On Ctrl-C, stops the running runs (their folders get no cache key, so they run again next
@@ -392,6 +590,11 @@ def run_all(sweeps, runner, log=log_line):
     by_key = {s.key: s for s in sweeps}
     queue, seen = [], set()
     announced = False  # whether the header line is out (a later reuse gets a line of its own)
+    estimates = {}  # {configuration: seconds of one of its runs}, to start the long ones first
+
+    def expand(runs):
+        # seed by seed: the course's seed of every configuration first
+        return [run.with_seed(seed) for seed in seeds for run in runs]
 
     def enqueue(runs):
         for run in runs:
@@ -405,6 +608,8 @@ def run_all(sweeps, runner, log=log_line):
             if record is not None:
                 records[run] = record
                 queue.remove(run)
+                if _number(record.get("train_seconds")):
+                    estimates.setdefault(run.config, record["train_seconds"])
                 if announced:
                     log(f"[{len(records) + len(failures)}/{total}] reused {run.script} "
                         f"{run.description} (dev acc {fmt(final(record, 'valid_acc'))}), "
@@ -412,13 +617,21 @@ def run_all(sweeps, runner, log=log_line):
 
     for sweep in sweeps:
         if sweep.build is None:
-            enqueue(sweep.runs)
+            enqueue(expand(sweep.runs))
     # runs of a sweep that others build on go first, so the dependants can start early
-    needed = {s.after for s in pending_sweeps.values()}
-    queue.sort(key=lambda r: not any(r in s.runs for s in sweeps if s.key in needed))
+    needed = {run.config for s in sweeps if s.key in {p.after for p in pending_sweeps.values()}
+              for run in s.runs}
     reuse(list(queue))
 
-    expected = {key: max((len({r for r in sweep.build(base) if r not in seen})
+    def next_run():
+        """The needed runs first; then the longest known (a long run started last would run
+        on alone), a configuration never timed counting as longest."""
+        def priority(item):
+            i, run = item
+            return run.config not in needed, -estimates.get(run.config, math.inf), i
+        return queue.pop(min(enumerate(queue), key=priority)[0])
+
+    expected = {key: max((len({r for r in expand(sweep.build(base)) if r not in seen})
                           for base in by_key[sweep.after].runs), default=0)
                 for key, sweep in pending_sweeps.items()}
     total = len(seen) + sum(expected.values())
@@ -427,12 +640,12 @@ def run_all(sweeps, runner, log=log_line):
         nonlocal total
         for key, sweep in list(pending_sweeps.items()):
             base = by_key[sweep.after]
-            if not all(r in records or r in failures for r in base.runs):
+            if not all(r in records or r in failures for r in expand(base.runs)):
                 continue
-            best = best_run(base.runs, records)
+            best = best_run(base.runs, records, seeds)
             sweep.runs = sweep.build(best) if best is not None else []
             del pending_sweeps[key]
-            fresh = [r for r in sweep.runs if r not in seen]
+            fresh = [r for r in expand(sweep.runs) if r not in seen]
             enqueue(fresh)
             if len(fresh) != expected[key]:
                 total += len(fresh) - expected[key]
@@ -458,6 +671,7 @@ def run_all(sweeps, runner, log=log_line):
         error = future.exception()
         record, secs, logfile = (None, 0.0, None) if error else future.result()
         seconds[run] = secs
+        estimates[run.config] = secs
         done = len(records) + len(failures) + 1
         remaining = total - done
         eta = math.ceil(remaining / runner.jobs) * sum(seconds.values()) / len(seconds)
@@ -482,7 +696,7 @@ def run_all(sweeps, runner, log=log_line):
             while True:
                 resolve_dependants()
                 while queue and len(running) < runner.jobs:
-                    run = queue.pop(0)
+                    run = next_run()
                     running[pool.submit(runner.execute, run)] = run
                     log(f"start {run.script} {run.description}")
                 if not running:
@@ -523,61 +737,201 @@ def train_accuracy(record):
     return value if value is not None else record.get("final_train_acc")
 
 
+def accuracy_on_test(record):
+    return record.get("test_acc")
+
+
 def fmt(value, digits=4):
     return "—" if value is None else f"{value:.{digits}f}"
 
 
-def sweep_table(sweep, records, failures, course=False):
-    best = best_run(sweep.runs, records) if sweep.pick_best else None
-    head = "| run | train acc | dev acc | test acc | seconds |"
-    rule = "|---|---|---|---|---|"
-    if course:
-        head += " course dev | course test |"
-        rule += "---|---|"
-    lines = [head, rule]
+TEX_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#",
+               "_": r"\_", "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}",
+               "^": r"\textasciicircum{}", "—": "---", "–": "--", "±": r"$\pm$"}
+
+
+def tex_escape(text):
+    return "".join(TEX_SPECIAL.get(c, c) for c in text)
+
+
+def cell(text):
+    """A table cell: (Markdown, LaTeX)."""
+    return text, tex_escape(text)
+
+
+def spread(values, count):
+    """The cell of `values` (one per seed that finished, of `count`): mean ± sd (min–max)."""
+    if not values:
+        return cell("—")
+    mean = statistics.fmean(values)
+    if len(values) == 1:
+        return cell(f"{mean:.4f} (1 of {count} seeds)")
+    extent = f"{min(values):.4f}–{max(values):.4f}"
+    if len(values) < count:
+        extent += f"; {len(values)} of {count} seeds"
+    sd = statistics.stdev(values)
+    return (f"{mean:.4f} ± {sd:.4f} ({extent})",
+            f"${mean:.4f} \\pm {sd:.4f}$ ({tex_escape(extent)})")
+
+
+def placement(value, values):
+    """Where the course's `value` falls among our seeds' `values`: a cell's (Markdown, LaTeX)."""
+    if len(values) < 2:
+        return cell("one seed: no spread")
+    low, high = min(values), max(values)
+    if low <= value <= high:
+        return cell(f"inside [{low:.4f}, {high:.4f}]")
+    mean, sd = statistics.fmean(values), statistics.stdev(values)
+    side = "above" if value > mean else "below"
+    if sd == 0:
+        return cell(f"{side} all {len(values)} seeds, which agree")
+    z = (value - mean) / sd
+    return f"{z:+.1f} sd {side} the mean", f"${z:+.1f}$ sd {side} the mean"
+
+
+def course_entry(run):
+    """The COURSE entry of `run`'s configuration, or None."""
+    defaults = SCRIPT_DEFAULTS.get(run.script, {})
+
+    def canonical(r):  # a flag spelled out at its default is the same configuration
+        script, model, flags = r.config
+        return script, model, frozenset((k, v) for k, v in flags if defaults.get(k) != v)
+    return next((entry for entry in COURSE if canonical(entry[1]) == canonical(run)), None)
+
+
+def course_numbers(run):
+    """The course's (dev, test) for `run`'s configuration, or None."""
+    entry = course_entry(run)
+    return None if entry is None else entry[2:]
+
+
+def sweep_table(sweep, records, failures, seeds=(COURSE_SEED,)):
+    """The sweep's table: (header, rows of cells, notes for under it, best configuration).
+
+    Each row is a configuration: its seed-42 run's accuracies and seconds; with several
+    seeds, the mean ± sd (min–max) of each accuracy over them; the course's numbers, if
+    any, placed among our seeds'."""
+    count = len(seeds)
+    best = best_run(sweep.runs, records, seeds) if sweep.pick_best else None
+    entries = {run: course_entry(run) for run in sweep.runs}
+    with_course = any(entries.values())
+    measures = (train_accuracy, dev_accuracy, accuracy_on_test)
+    header = ["run", "train acc", "dev acc", "test acc", "seconds"]
+    if count > 1:
+        header += [f"{name} acc over {count} seeds" for name in ("train", "dev", "test")]
+    if with_course:
+        header += ["course dev", "course test"]
+    rows = []
     for run in sweep.runs:
         record = records.get(run)
-        name = f"`{run.description}`"
+        md, tex = f"`{run.description}`", f"\\texttt{{{tex_escape(run.description)}}}"
         if run == best:
-            name = f"**{name}** (best)"
+            md, tex = f"**{md}** (best)", f"\\textbf{{{tex}}} (best)"
+        if record is not None and record.get("diverged"):
+            md, tex = md + " (diverged)", tex + " (diverged)"
+        row = [(md, tex)]
         if record is None:
-            status = "failed" if run in failures else "not run"
-            lines.append(f"| {name} | {status} | | | |" + (" | |" if course else ""))
-            continue
-        diverged = " (diverged)" if record.get("diverged") else ""
-        row = (f"| {name}{diverged} | {fmt(train_accuracy(record))} | "
-               f"{fmt(final(record, 'valid_acc'))} | {fmt(record.get('test_acc'))} | "
-               f"{fmt(record.get('train_seconds'), 1)} |")
-        if course:
-            dev, test = COURSE_Q1.get(run.model, (None, None))
-            row += f" {fmt(dev)} | {fmt(test)} |"
-        lines.append(row)
-    return lines, best
+            row += [cell("failed" if run in failures else "not run")] + [cell("")] * 3
+        else:
+            row += [cell(fmt(measure(record))) for measure in measures]
+            row.append(cell(fmt(record.get("train_seconds"), 1)))
+        values = [seed_values(run, records, seeds, measure) for measure in measures]
+        if count > 1:
+            row += [spread(v, count) for v in values]
+        if with_course:
+            if entries[run] is None:
+                row += [cell("—")] * 2
+            for course, ours in zip(entries[run][2:] if entries[run] else (), values[1:]):
+                where = placement(course, ours) if count > 1 else ("", "")
+                row.append(tuple(f"{course:.4f}" + (f" ({w})" if w else "") for w in where))
+        rows.append(row)
+
+    notes = []
+    if count > 1:
+        notes.append(f"The first accuracies are seed {COURSE_SEED}'s; the columns over "
+                     f"{count} seeds give the mean ± sd (sample sd) and the min–max of the "
+                     f"final accuracies of the seeds {', '.join(map(str, seeds))}.")
+        if sweep.pick_best:
+            notes.append(f"The best configuration is chosen on the mean final dev accuracy "
+                         f"over the {count} seeds.")
+    if with_course:
+        notes.append("The course's numbers against ours: one seed: no spread to place them "
+                     "in (`--seeds K` runs K seeds and places each number among them)."
+                     if count == 1 else
+                     "The course's numbers are placed among our seeds' final accuracies: "
+                     "inside their min–max, or how many sd from their mean.")
+    shown = set(entries.values())
+    for key, run, dev, test in COURSE:
+        if key == sweep.key and (key, run, dev, test) not in shown:
+            notes.append(f"The course's configuration `{run.description}` (dev {dev:.4f}, test "
+                         f"{test:.4f}) is not among these runs.")
+    return header, rows, notes, best
 
 
-def sweep_figure(sweep, records):
+def markdown_table(header, rows):
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return lines + ["| " + " | ".join(md for md, _ in row) + " |" for row in rows]
+
+
+def latex_table(title, header, rows):
+    """A booktabs tabular of the table, under a comment with its title."""
+    lines = [f"% {title}", "\\begin{tabular}{l" + "r" * (len(header) - 1) + "}", "\\toprule",
+             " & ".join(tex_escape(h) for h in header) + " \\\\", "\\midrule"]
+    lines += [" & ".join(tex for _, tex in row) + " \\\\" for row in rows]
+    return lines + ["\\bottomrule", "\\end{tabular}"]
+
+
+def sweep_figure(sweep, records, seeds=(COURSE_SEED,)):
     """The sweep's figure (a matplotlib Figure; None if no run has a record): one panel per
-    measure, one line per run, a run in the same colour in every panel."""
-    runs = [r for r in sweep.runs if r in records]
+    measure, one line per configuration, in the same colour in every panel. With several
+    seeds, the line is their mean, over a band from their min to their max."""
+    runs = [r for r in sweep.runs if any(r.with_seed(s) in records for s in seeds)]
     if not runs:
         return None
     measures = [("valid_acc", "Dev accuracy"), ("train_loss", "Training loss")]
     if sweep.weight_norm:
         measures.append(("weight_norm", "Weight norm ||W||_F"))
-    panels = [(ylabel, curves) for key, ylabel in measures
-              if (curves := {r.description: records[r][key] for r in runs
-                             if records[r].get(key)})]
+    panels, bands = [], []
+    for key, ylabel in measures:
+        curves, band = {}, {}
+        for run in runs:
+            seeded = [records[r][key] for s in seeds
+                      if (r := run.with_seed(s)) in records and records[r].get(key)]
+            if len(seeded) == 1 and len(seeds) == 1:
+                curves[run.description] = seeded[0]
+            elif seeded:
+                table = np.full((len(seeded), max(map(len, seeded))), np.nan)
+                for i, values in enumerate(seeded):
+                    table[i, :len(values)] = [np.nan if v is None else v for v in values]
+                with warnings.catch_warnings():  # an epoch where every seed diverged
+                    warnings.simplefilter("ignore", RuntimeWarning)
+                    mean = np.nanmean(table, axis=0)
+                    band[run.description] = (np.nanmin(table, axis=0), np.nanmax(table, axis=0))
+                curves[run.description] = [None if np.isnan(v) else float(v) for v in mean]
+        if curves:
+            panels.append((ylabel, curves))
+            bands.append(band)
     # by position in the sweep, not in the panel: a panel may lack a run (the perceptron has
     # no loss), which would shift the colours of the next ones
     colours = {run.description: f"C{i % 10}" for i, run in enumerate(sweep.runs)}
-    n_epochs = max(len(records[r]["epochs"]) for r in runs)
-    return utils.panels_figure(range(1, n_epochs + 1), panels, title=sweep.title,
-                               colors=colours)
+    n_epochs = max(len(records[r]["epochs"]) for run in runs for s in seeds
+                   if (r := run.with_seed(s)) in records)
+    title = sweep.title
+    if len(seeds) > 1:
+        title += f"\n(mean of {len(seeds)} seeds; band: their min to max)"
+    fig = utils.panels_figure(range(1, n_epochs + 1), panels, title=title, colors=colours)
+    for ax, band in zip(fig.axes, bands):
+        for line in ax.get_lines():
+            if line.get_label() in band:
+                low, high = band[line.get_label()]
+                ax.fill_between(line.get_xdata(), low, high, where=~np.isnan(low),
+                                color=line.get_color(), alpha=0.2, linewidth=0)
+    return fig
 
 
-def comparison_figure(sweep, records, figures_dir):
+def comparison_figure(sweep, records, figures_dir, seeds=(COURSE_SEED,)):
     """Save `sweep_figure` as figures_dir/KEY.pdf and .png, both or neither; returns the paths."""
-    fig = sweep_figure(sweep, records)
+    fig = sweep_figure(sweep, records, seeds)
     return [] if fig is None else utils.save_figure(fig, Path(figures_dir) / sweep.key)
 
 
@@ -587,35 +941,56 @@ def short_note(epochs):
         return None
     return (f"**Not the full report: every run trained for {epochs} epoch"
             f"{'s' if epochs != 1 else ''}, not the course's {COURSE_EPOCHS}, so these numbers "
-            f"are not comparable with the course's published ones (the course columns of the "
-            f"Q1 table).**")
+            f"are not comparable with the course's published ones (the course columns).**")
 
 
 def write_report(sweeps, records, failures, output_dir, total_seconds, executed=None,
-                 command="python report.py", epochs=None):
-    """Write the figures and results.md; `command` is how they were made, `epochs` the
-    override of the runs' epochs, if any."""
+                 command="python report.py", epochs=None, seeds=(COURSE_SEED,)):
+    """Write the figures, results.md and results.tex (the same tables); `command` is how they
+    were made, `epochs` the override of the runs' epochs, if any, `seeds` those each
+    configuration ran with. Returns the path of results.md."""
     output_dir = Path(output_dir)
-    lines = ["# Homework 1: results", "",
-             f"Regenerated by `{command}`. Accuracies are final (last epoch); the best run "
-             "of each sweep is the one with the highest final dev accuracy.", ""]
+    seeds = list(seeds)
+    if len(seeds) == 1:
+        intro = (f"Regenerated by `{command}`. Accuracies are final (last epoch); the best "
+                 f"run of each sweep is the one with the highest final dev accuracy.")
+    else:
+        intro = (f"Regenerated by `{command}`: every configuration ran with each of the "
+                 f"{len(seeds)} seeds {', '.join(map(str, seeds))} (a run's seed drives its "
+                 f"shuffle order, initial weights and dropout masks). Accuracies are final "
+                 f"(last epoch); the best configuration of each sweep is the one with the "
+                 f"highest mean final dev accuracy over the seeds.")
+    lines = ["# Homework 1: results", "", intro, ""]
+    tex = [f"% {command}: the tables of results.md, one tabular each; they need "
+           f"\\usepackage{{booktabs}}.", ""]
     note = short_note(epochs)
     if note:
         lines += [note, ""]
+        tex += [f"% {note.strip('*')}", ""]
     for sweep in sweeps:
         lines += [f"## {sweep.title}", ""]
-        course = sweep.key == "q1"
-        table, best = sweep_table(sweep, records, failures, course=course)
-        lines += table + [""]
-        if course and note:
-            lines += [f"The course's columns are after {COURSE_EPOCHS} epochs, ours after "
-                      f"{epochs}.", ""]
+        header, rows, notes, best = sweep_table(sweep, records, failures, seeds)
+        lines += markdown_table(header, rows) + [""]
+        tex += latex_table(sweep.title, header, rows) + [""]
+        if note and "course dev" in header:
+            notes.append(f"The course's columns are after {COURSE_EPOCHS} epochs, ours after "
+                         f"{epochs}.")
         if best is not None:
-            lines.append(f"Best {sweep.words}: `{best.description}`, final dev accuracy "
-                         f"{fmt(final(records[best], 'valid_acc'))}, test accuracy "
-                         f"{fmt(records[best].get('test_acc'))}.")
-            lines.append("")
-        paths = comparison_figure(sweep, records, output_dir / "figures")
+            ours = records.get(best)
+            text = f"Best {sweep.words}: `{best.description}`, "
+            if len(seeds) == 1:
+                text += (f"final dev accuracy {fmt(dev_accuracy(ours))}, test accuracy "
+                         f"{fmt(accuracy_on_test(ours))}.")
+            else:
+                dev, test = (spread(seed_values(best, records, seeds, m), len(seeds))[0]
+                             for m in (dev_accuracy, accuracy_on_test))
+                text += (f"final dev accuracy {dev}, test accuracy {test} over the seeds "
+                         f"(seed {COURSE_SEED}: dev {fmt(ours and dev_accuracy(ours))}, test "
+                         f"{fmt(ours and accuracy_on_test(ours))}).")
+            notes.append(text)
+        for text in notes:
+            lines += [text, ""]
+        paths = comparison_figure(sweep, records, output_dir / "figures", seeds)
         if paths:
             lines += [f"![{sweep.title}](figures/{paths[1].name})", ""]
     trained = sum(r.get("train_seconds") or 0 for r in records.values())
@@ -623,8 +998,10 @@ def write_report(sweeps, records, failures, output_dir, total_seconds, executed=
                  + ("" if executed is None else f" ({executed} runs executed, "
                     f"{len(records) + len(failures) - executed} reused)")
                  + f"; the runs' training time adds up to {format_seconds(trained)}.")
-    with utils.atomic_path(output_dir / "results.md") as tmp:
-        tmp.write_text("\n".join(lines) + "\n")
+    output_dir.mkdir(parents=True, exist_ok=True)
+    with utils.staged_files() as stage:  # both files or neither
+        stage(output_dir / "results.md").write_text("\n".join(lines) + "\n")
+        stage(output_dir / "results.tex").write_text("\n".join(tex))
     return output_dir / "results.md"
 
 
@@ -638,6 +1015,8 @@ def command_line(args):
         words += ["--output-dir", str(args.output_dir)]
     if args.epochs is not None:
         words += ["--epochs", str(args.epochs)]
+    if args.seeds != 1:
+        words += ["--seeds", str(args.seeds)]
     if args.extras:
         words.append("--extras")
     return shlex.join(words)
@@ -663,6 +1042,10 @@ def parse_args(argv=None):
                    help=f"override every run's epochs, for a quick look; results.md then says "
                         f"its numbers are not comparable with the course's (default: the "
                         f"scripts' own, {COURSE_EPOCHS})")
+    parser.add_argument("--seeds", type=utils.positive_int, default=1, metavar="K",
+                        help=f"run every run with K seeds: {COURSE_SEED} (the course's), then 1, "
+                             f"2, ..., K-1; the tables add the mean ± sd (min-max) over them "
+                             f"and the figures a band (default: %(default)s)")
     parser.add_argument("--force", action="store_true",
                         help="re-run everything, ignoring the cache")
     return parser.parse_args(argv)
@@ -674,12 +1057,13 @@ def interrupted(what):
 
 
 def main(argv=None):
+    start = time.perf_counter()
     args = parse_args(argv)
     records = None  # every run's, once they have all ended
     try:
         try:
             # fail now, with the loader's message, not in every run
-            utils.load_dataset(args.data_path)
+            split = utils.load_dataset(args.data_path)
         except utils.DataError as err:
             utils.fail(str(err))
         try:  # before the first run, not in each
@@ -691,15 +1075,15 @@ def main(argv=None):
         if args.epochs is not None:
             common += ["-epochs", str(args.epochs)]
         runner = Runner(args.output_dir, common, file_digest(args.data_path), args.jobs,
-                        args.force)
+                        args.force, datasets={(common[1], False): split})
         sweeps = plan(args.extras)
+        seeds = seed_list(args.seeds)
 
-        start = time.perf_counter()
-        records, failures, executed = run_all(sweeps, runner)
-        total = time.perf_counter() - start
+        records, failures, executed = run_all(sweeps, runner, seeds=seeds)
         try:
-            path = write_report(sweeps, records, failures, args.output_dir, total, executed,
-                                command=command_line(args), epochs=args.epochs)
+            path = write_report(sweeps, records, failures, args.output_dir,
+                                time.perf_counter() - start, executed,
+                                command=command_line(args), epochs=args.epochs, seeds=seeds)
         except OSError as err:
             utils.fail(f"cannot write the report in {args.output_dir}: {err}")
     except Interrupted as stop:
@@ -710,8 +1094,9 @@ def main(argv=None):
             return interrupted("no run was started")
         return interrupted(f"all {len(records)} finished runs are kept, but results.md was not "
                            f"written")
-    print(f"Wrote {path} ({len(records)} runs, {len(failures)} failed) in "
-          f"{format_seconds(total)} total ({total:.1f} s)")
+    total = time.perf_counter() - start
+    print(f"Wrote {path} and {path.with_suffix('.tex').name} ({len(records)} runs, "
+          f"{len(failures)} failed); total: {format_seconds(total)} ({total:.1f} s)")
     if failures:
         utils.fail(f"{len(failures)} run(s) failed: " + ", ".join(r.label for r in failures))
     return 0

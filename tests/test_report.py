@@ -1,17 +1,21 @@
 """report.py end to end on a tiny synthetic dataset: every file written, runs reused on the second
-call, progress lines, bad output folders, Ctrl-C, the figures and the command line."""
+call, progress lines, bad output folders, Ctrl-C, the figures and the command line, several
+seeds (spreads, bands, results.tex, the cache), corrupted records."""
 import contextlib
 import io
+import json
 import os
 import re
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import threading
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 import report
@@ -356,6 +360,8 @@ def test_results_name_the_command_and_warn_when_short(tiny_report):
     (["-epochs", "1"], "python report.py --epochs 1"),
     (["--extras", "-data_path", "my data.npz", "--jobs", "3", "--force", "-output_dir", "r2"],
      "python report.py --data-path 'my data.npz' --output-dir r2 --extras"),
+    (["--seeds", "1"], "python report.py"),
+    (["--seeds", "5", "-epochs", "2"], "python report.py --epochs 2 --seeds 5"),
 ])
 def test_command_line_has_the_options_that_shape_the_report(argv, command):
     assert report.command_line(report.parse_args(argv)) == command
@@ -434,7 +440,7 @@ def test_help_shows_the_defaults(capsys):
     assert exc.value.code == 0
     text = " ".join(capsys.readouterr().out.split())  # argparse wraps its lines
     for flag, default in (("-data_path", utils.DEFAULT_DATA_PATH), ("-output_dir", "report"),
-                          ("--jobs", str(os.cpu_count() or 1))):
+                          ("--jobs", str(os.cpu_count() or 1)), ("--seeds", "1")):
         assert re.search(rf"{flag} \S+.*?\(default: {re.escape(default)}[,)]", text), flag
 
 
@@ -449,3 +455,399 @@ def test_a_bad_flag_value_is_an_argparse_error(capsys):
     with pytest.raises(SystemExit) as exc:
         report.parse_args(["-epochs", "0"])
     assert exc.value.code == 2 and "-epochs" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------------- seeds
+
+SEEDS = [42, 1, 2]  # --seeds 3: the course's 42, then the stated list 1, 2, ...
+
+
+def _records_by_label(out):
+    """{label: record} of every finished run (one with a cache key) under out/runs."""
+    return {folder.name: json.loads(next(folder.glob("*.json")).read_text())
+            for folder in (out / "runs").iterdir() if (folder / "cache-key").is_file()}
+
+
+def _final_train(record):
+    return record["train_acc"][-1] if record.get("train_acc") else record["final_train_acc"]
+
+
+MEASURES = {"train": _final_train, "dev": lambda r: r["valid_acc"][-1],
+            "test": lambda r: r["test_acc"]}
+
+
+def _best_by_mean_dev(configs, records, seeds):
+    """The configuration with the highest mean final dev accuracy over `seeds` (the first on
+    ties), computed here from the records."""
+    means = [np.mean([records[c.with_seed(s).label]["valid_acc"][-1] for s in seeds])
+             for c in configs]
+    return configs[int(np.argmax(means))]
+
+
+def _configurations(records, seeds):
+    """Each sweep's configurations in the 2022-23 plan, Q2.3 built on the Q2.2 configuration
+    with the best mean dev accuracy over the seeds."""
+    sweeps = report.plan(extras=False)
+    best = _best_by_mean_dev(sweeps[2].runs, records, seeds)
+    return [s.runs for s in sweeps[:3]] + [[best, best.with_flags(layers=2),
+                                            best.with_flags(layers=3)]]
+
+
+def _expected_runs(records, seeds):
+    """Every run of the 2022-23 plan with each seed."""
+    return {c.with_seed(s) for configs in _configurations(records, seeds) for c in configs
+            for s in seeds}
+
+
+def _table_rows(text, title):
+    """(header, {description: cells}) of the Markdown table under `## title`."""
+    section = text.split(f"## {title}\n")[1].split("\n## ")[0]
+    rows = [line for line in section.splitlines() if line.startswith("|")]
+    split = lambda line: [c.strip() for c in line.strip().strip("|").split("|")]
+    return split(rows[0]), {split(line)[0].split("`")[1]: split(line) for line in rows[2:]}
+
+
+def _started(log):
+    return {line.removeprefix("start ") for line in log.splitlines() if line.startswith("start ")}
+
+
+@pytest.fixture(scope="module")
+def seeded_report(tiny_report, tmp_path_factory):
+    """The tiny report run again with --seeds 3, in a copy of its folder."""
+    argv, out, _ = tiny_report
+    copy = tmp_path_factory.mktemp("seeded") / "report"
+    shutil.copytree(out, copy)
+    before = set(_records_by_label(copy))
+    argv = [*argv, "--output-dir", str(copy), "--seeds", "3"]
+    stdout, stderr = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+        assert report.main(argv) == 0
+    assert stderr.getvalue() == ""
+    return argv, copy, stdout.getvalue(), before
+
+
+def test_seeds_are_42_then_a_fixed_list_and_a_seed_42_run_keeps_its_name(tmp_path):
+    assert report.seed_list(1) == [42]
+    assert report.seed_list(5) == [42, 1, 2, 3, 4]
+    assert report.seed_list(50) == [42, *range(1, 42), *range(43, 51)]
+    run = report.q2("mlp", hidden_size=200)
+    assert run.with_seed(42) == run and run.label == "q2-mlp-hidden_size=200"
+    seeded = run.with_seed(7)
+    assert seeded.args == ("mlp", "-hidden_size", "200", "-seed", "7") and seeded.seed == 7
+    assert seeded.label == "q2-mlp-hidden_size=200-seed=7"
+    assert seeded.with_seed(42) == run
+    runner = report.Runner(tmp_path, ["-epochs", "2"], "data", jobs=1, force=False)
+    assert runner.key(seeded) != runner.key(run)
+
+
+def test_seeds_run_every_configuration_with_each_seed_reusing_seed_42s(seeded_report):
+    _, out, log, before = seeded_report
+    lines = log.splitlines()
+    # the single-seed report's 12 runs of Q1, Q2.1 and Q2.2 are reused; Q2.3's best is known
+    # only once every seed of Q2.2 has ended
+    assert lines[0] == (f"42 runs: 12 finished earlier, reused from {out / 'runs'}; 30 to do, "
+                        f"{report.parse_args([]).jobs} at a time")
+    records = _records_by_label(out)
+    expected = _expected_runs(records, SEEDS)
+    assert {r.label for r in expected} <= set(records)
+    # anything else is the single-seed report's Q2.3, if three seeds moved the best
+    assert set(records) - {r.label for r in expected} <= before
+    for run in expected:
+        assert records[run.label]["config"]["seed"] == run.seed
+    assert _started(log) == {f"{r.script} {r.description}" for r in expected
+                             if r.label not in before}
+    assert re.fullmatch(r"Wrote \S+results\.md and results\.tex \(42 runs, 0 failed\); "
+                        r"total: (\d+m\d\ds|\d+s) \(\d+\.\d s\)", lines[-1]), lines[-1]
+
+
+def test_seeded_tables_give_each_configuration_s_mean_sd_and_range(seeded_report):
+    _, out, _, _ = seeded_report
+    text = (out / "results.md").read_text()
+    records = _records_by_label(out)
+    spread = re.compile(r"(\d\.\d{4}) ± (\d\.\d{4}) \((\d\.\d{4})–(\d\.\d{4})\)")
+    sweeps = report.plan(extras=False)
+    for sweep, runs in zip(sweeps, _configurations(records, SEEDS)):
+        configs = {run.description: run for run in runs}
+        header, table = _table_rows(text, sweep.title)
+        assert header[:8] == ["run", "train acc", "dev acc", "test acc", "seconds",
+                              "train acc over 3 seeds", "dev acc over 3 seeds",
+                              "test acc over 3 seeds"]
+        assert list(table) == list(configs)
+        for description, cells in table.items():
+            config = configs[description]
+            for i, measure in enumerate(MEASURES.values()):
+                assert cells[1 + i] == f"{measure(records[config.label]):.4f}"  # seed 42's
+                values = [measure(records[config.with_seed(s).label]) for s in SEEDS]
+                match = spread.fullmatch(cells[5 + i])
+                assert match, cells[5 + i]
+                assert [float(x) for x in match.groups()] == pytest.approx(
+                    [np.mean(values), np.std(values, ddof=1), min(values), max(values)],
+                    abs=5.1e-5)
+        if sweep.pick_best:
+            means = {d: np.mean([records[configs[d].with_seed(s).label]["valid_acc"][-1]
+                                 for s in SEEDS]) for d in table}
+            best = max(table, key=lambda d: (means[d], -list(table).index(d)))
+            assert [d for d, cells in table.items() if "(best)" in cells[0]] == [best]
+            section = text.split(f"## {sweep.title}\n")[1].split("\n## ")[0]
+            assert "The best configuration is chosen on the mean final dev accuracy over the " \
+                   "3 seeds." in section
+
+
+# the course's published numbers (the issue's table), by sweep and configuration
+COURSE = [(0, "perceptron", 0.7236, 0.6193), (0, "logistic_regression", 0.8251, 0.7028),
+          (0, "mlp", 0.9373, 0.8610),
+          (1, "logistic_regression -batch_size 1 -learning_rate 0.001", 0.8256, 0.7019),
+          (1, "logistic_regression -batch_size 1 -learning_rate 0.01", 0.8033, 0.6806),
+          (1, "logistic_regression -batch_size 1 -learning_rate 0.1", 0.7516, 0.6155),
+          (2, "mlp -hidden_size 200", 0.9492, 0.8813),
+          (3, "mlp -hidden_size 200 -layers 2", 0.9561, 0.8939)]
+
+
+def test_every_course_number_stands_beside_its_configuration(tiny_report):
+    _, out, _ = tiny_report
+    text = (out / "results.md").read_text()
+    sweeps = report.plan(extras=False)
+    for index, description, dev, test in COURSE:
+        header, table = _table_rows(text, sweeps[index].title)
+        if description in table:
+            assert header[-2:] == ["course dev", "course test"]
+            assert table[description][-2:] == [f"{dev:.4f}", f"{test:.4f}"]
+        else:  # Q2.3, when our best Q2.2 configuration is not the course's
+            assert index == 3
+            assert (f"The course's configuration `{description}` (dev {dev:.4f}, test "
+                    f"{test:.4f}) is not among these runs.") in text
+    assert "one seed: no spread" in text
+
+
+def _record(model, seed, dev, test):
+    return {"model": model, "config": {"seed": seed}, "epochs": [1, 2],
+            "valid_acc": [dev / 2, dev], "train_acc": [0.5, 0.9], "test_acc": test,
+            "train_seconds": 1.0}
+
+
+def test_the_course_numbers_are_placed_among_the_seeds(tmp_path):
+    sweep = report.Sweep("q1", "Q1: numpy models",
+                         [report.q1("perceptron"), report.q1("logistic_regression"),
+                          report.q1("mlp")], pick_best=False)
+    dev = {"perceptron": [0.70, 0.72, 0.74], "logistic_regression": [0.83, 0.84, 0.85],
+           "mlp": [0.93, 0.93, 0.93]}
+    test = {"perceptron": [0.60, 0.605, 0.61], "logistic_regression": [0.70, 0.702, 0.704],
+            "mlp": [0.80, 0.81, 0.90]}
+    records = {run.with_seed(seed): _record(run.model, seed, dev[run.model][i],
+                                            test[run.model][i])
+               for run in sweep.runs for i, seed in enumerate(SEEDS)}
+    text = report.write_report([sweep], records, {}, tmp_path, 1.0, seeds=SEEDS).read_text()
+    _, table = _table_rows(text, sweep.title)
+    # by hand: perceptron test mean 0.605, sd 0.005, (0.6193 - 0.605) / 0.005 = +2.86 sd;
+    # logistic regression dev mean 0.84, sd 0.01, (0.8251 - 0.84) / 0.01 = -1.49 sd
+    assert table["perceptron"][-2:] == ["0.7236 (inside [0.7000, 0.7400])",
+                                        "0.6193 (+2.9 sd above the mean)"]
+    assert table["logistic_regression"][-2:] == ["0.8251 (-1.5 sd below the mean)",
+                                                 "0.7028 (inside [0.7000, 0.7040])"]
+    assert table["mlp"][-2:] == ["0.9373 (above all 3 seeds, which agree)",
+                                 "0.8610 (inside [0.8000, 0.9000])"]
+
+    one = {run: records[run] for run in sweep.runs}
+    text = report.write_report([sweep], one, {}, tmp_path, 1.0, seeds=[42]).read_text()
+    _, table = _table_rows(text, sweep.title)
+    assert table["perceptron"][-2:] == ["0.7236", "0.6193"]
+    assert "one seed: no spread" in text
+
+
+def test_seeded_figures_draw_each_configuration_s_mean_over_a_min_max_band(seeded_report):
+    import matplotlib.pyplot as plt
+    from matplotlib.colors import to_rgb
+    _, out, _, _ = seeded_report
+    records = _records_by_label(out)
+    sweep = report.plan(extras=False)[2]  # Q2.2: six configurations
+    by_run = {run.with_seed(s): records[run.with_seed(s).label]
+              for run in sweep.runs for s in SEEDS}
+    assert (out / "figures" / "q2.2.png").is_file()
+    fig = report.sweep_figure(sweep, by_run, seeds=SEEDS)
+    try:
+        assert "3 seeds" in fig._suptitle.get_text()
+        assert len(fig.axes) == 2
+        for ax, key in zip(fig.axes, ("valid_acc", "train_loss")):
+            lines, bands = ax.get_lines(), ax.collections
+            assert [line.get_label() for line in lines] == [r.description for r in sweep.runs]
+            assert len(bands) == len(lines)
+            for line, band, run in zip(lines, bands, sweep.runs):
+                curves = np.array([records[run.with_seed(s).label][key] for s in SEEDS])
+                assert np.allclose(line.get_ydata(), curves.mean(axis=0), rtol=0, atol=1e-12)
+                assert np.allclose(band.get_facecolor()[0][:3], to_rgb(line.get_color()))
+                xy = np.concatenate([path.vertices for path in band.get_paths()])
+                for epoch, low, high in zip(line.get_xdata(), curves.min(axis=0),
+                                            curves.max(axis=0)):
+                    ys = xy[np.isclose(xy[:, 0], epoch), 1]
+                    assert np.isclose(ys.min(), low) and np.isclose(ys.max(), high)
+    finally:
+        plt.close(fig)
+
+
+def test_results_tex_holds_every_table_of_results_md(seeded_report):
+    _, out, _, _ = seeded_report
+    md = (out / "results.md").read_text()
+    tex = (out / "results.tex").read_text()
+    tabulars = re.findall(r"\\begin\{tabular\}\{(lr*)\}\n(.*?)\n\\end\{tabular\}", tex, re.S)
+    sweeps = report.plan(extras=False)
+    assert len(tabulars) == len(sweeps) == tex.count(r"\begin{tabular}")
+    for sweep, (columns, body) in zip(sweeps, tabulars):
+        header, table = _table_rows(md, sweep.title)
+        lines = body.splitlines()
+        assert (lines[0], lines[2], lines[-1]) == (r"\toprule", r"\midrule", r"\bottomrule")
+        assert len(columns) == len(lines[1].split(" & ")) == len(header)
+        rows = lines[3:-1]
+        assert len(rows) == len(table)
+        for row, cells in zip(rows, table.values()):
+            assert row.endswith(r" \\")
+            tex_cells = row.removesuffix(r" \\").split(" & ")
+            assert len(tex_cells) == len(header)
+            assert re.findall(r"\d+\.\d+", row) == re.findall(r"\d+\.\d+", " | ".join(cells))
+            assert all(re.fullmatch(r"\d\.\d{4}", c) for c in tex_cells[1:4]), row
+            for spread in tex_cells[5:8]:
+                assert re.fullmatch(r"\$\d\.\d{4} \\pm \d\.\d{4}\$ \(\d\.\d{4}--\d\.\d{4}\)",
+                                    spread), spread
+            assert "_" not in row.replace(r"\_", "") and "`" not in row
+
+
+def test_a_seeded_rerun_reuses_every_run(seeded_report, monkeypatch, capsys):
+    argv, out, _, _ = seeded_report
+
+    def no_runs(self, run):
+        raise AssertionError(f"{run.label} was run again")
+    monkeypatch.setattr(report.Runner, "execute", no_runs)
+    assert report.main(argv) == 0
+    captured = capsys.readouterr()
+    assert captured.out.startswith(f"42 runs: 42 finished earlier, reused from "
+                                   f"{out / 'runs'}; 0 to do\n")
+    assert captured.err == ""
+
+
+def test_one_more_seed_runs_only_that_seed_s_runs(seeded_report, tmp_path):
+    argv, out, _, _ = seeded_report
+    copy = tmp_path / "report"
+    shutil.copytree(out, copy)
+    before = set(_records_by_label(copy))
+    stdout = io.StringIO()
+    with contextlib.redirect_stdout(stdout):
+        assert report.main([*argv, "--output-dir", str(copy), "--seeds", "4"]) == 0
+    records = _records_by_label(copy)
+    expected = _expected_runs(records, [*SEEDS, 3])
+    started = _started(stdout.getvalue())
+    assert started == {f"{r.script} {r.description}" for r in expected if r.label not in before}
+    q22 = report.plan(extras=False)[2].runs
+    if _best_by_mean_dev(q22, records, SEEDS) == _best_by_mean_dev(q22, records, [*SEEDS, 3]):
+        # 12 configurations of Q1, Q2.1 and Q2.2, and the 2 new ones of Q2.3
+        assert len(started) == 14 and all(s.endswith(" -seed 3") for s in started)
+
+
+@pytest.mark.parametrize("run, seed", [(report.q1("logistic_regression"), 2),
+                                       (report.q2("mlp"), 1)], ids=["q1", "q2"])
+def test_a_seeded_run_is_the_script_run_alone_with_that_seed(seeded_report, tmp_path, run, seed):
+    argv, out, _, _ = seeded_report
+    data = argv[argv.index("--data-path") + 1]
+    result = subprocess.run([sys.executable, str(ROOT / run.script), *run.args, "-seed", str(seed),
+                             "-data_path", data, "-epochs", "2", "-output_dir", str(tmp_path)],
+                            capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert result.returncode == 0, result.stderr
+    [alone] = [json.loads(path.read_text()) for path in tmp_path.glob("*.json")]
+    records = _records_by_label(out)
+    ours = records[run.with_seed(seed).label]
+    for key in ("train_acc", "valid_acc", "train_loss", "valid_loss", "weight_norm",
+                "final_train_acc", "test_acc"):
+        assert ours.get(key) == alone.get(key), key
+    assert ours["config"]["seed"] == alone["config"]["seed"] == seed
+    assert ours["train_loss"] != records[run.label]["train_loss"]  # the seed changed the run
+
+
+# ----------------------------------------------------------------------------- cache
+
+CORRUPTIONS = {
+    "truncated": lambda text: text[:len(text) // 2],
+    "empty": lambda text: b"",
+    "garbled": lambda text: text[:20] + bytes(range(128, 256)) + text[20:],
+    "valid_acc-not-numbers": lambda text: json.dumps(dict(json.loads(text),
+                                                          valid_acc=["x"])).encode(),
+    "no-epochs": lambda text: json.dumps({k: v for k, v in json.loads(text).items()
+                                          if k != "epochs"}).encode(),
+}
+
+
+@pytest.mark.parametrize("corrupt", CORRUPTIONS.values(), ids=CORRUPTIONS)
+def test_a_corrupted_record_is_a_cache_miss_redone_with_a_warning(tiny_report, tmp_path,
+                                                                   corrupt, capsys):
+    argv, out, _ = tiny_report
+    copy = tmp_path / "report"
+    shutil.copytree(out, copy)
+    run = report.q1("perceptron")
+    folder = copy / "runs" / run.label
+    [path] = folder.glob("*.json")
+    original = json.loads(path.read_text())
+
+    def others():
+        return {p: p.read_bytes() for p in (copy / "runs").rglob("*")
+                if p.is_file() and folder not in p.parents}
+    untouched = others()
+    rows = _table_rows((copy / "results.md").read_text(), "Q1: numpy models")[1]
+    path.write_bytes(corrupt(path.read_bytes()))
+
+    assert report.main([*argv, "--output-dir", str(copy)]) == 0
+    captured = capsys.readouterr()
+    [warning] = captured.err.splitlines()
+    assert warning.startswith(f"warning: {path}: ") and \
+        warning.endswith(f"; running {run.label} again"), warning
+    lines = captured.out.splitlines()
+    assert lines[0].startswith(f"14 runs: 13 finished earlier, reused from {copy / 'runs'}; "
+                               f"1 to do")
+    assert lines[1] == f"start {run.script} {run.description}"
+    assert lines[2].startswith(f"[14/14] done {run.script} {run.description} in ")
+    [path] = folder.glob("*.json")
+    redone = json.loads(path.read_text())
+    for key in ("epochs", "train_acc", "valid_acc", "weight_norm", "test_acc"):
+        assert redone[key] == original[key], key
+    assert others() == untouched
+    after = _table_rows((copy / "results.md").read_text(), "Q1: numpy models")[1]
+    assert {d: c[:4] for d, c in after.items()} == {d: c[:4] for d, c in rows.items()}
+
+
+def test_the_cache_key_follows_the_local_code_a_script_imports(tmp_path, monkeypatch):
+    files = {"utils.py": "import os\n",
+             "hw1-q1.py": "import numpy as np\nimport utils\nfrom pkg import part\n",
+             "hw1-q2.py": "import utils\n",
+             "helper.py": "x = 1\n", "pkg/__init__.py": "", "pkg/part.py": "from . import other\n",
+             "pkg/other.py": "import helper\n", "unused.py": ""}
+    for name, text in files.items():
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        (tmp_path / name).write_text(text)
+    assert report.local_imports(tmp_path / "hw1-q1.py", root=tmp_path) == sorted(
+        tmp_path / name for name in ("utils.py", "helper.py", "pkg/__init__.py", "pkg/part.py",
+                                     "pkg/other.py"))
+    monkeypatch.setattr(report, "ROOT", tmp_path)
+
+    def keys():
+        runner = report.Runner(tmp_path, [], "data", jobs=1, force=False)
+        return runner.key(report.q1("mlp")), runner.key(report.q2("mlp"))
+    q1_key, q2_key = keys()
+    (tmp_path / "pkg" / "other.py").write_text("import helper  # edited\n")
+    edited, same = keys()
+    assert edited != q1_key and same == q2_key
+    (tmp_path / "unused.py").write_text("x = 2\n")
+    assert keys() == (edited, q2_key)
+
+
+@pytest.mark.skipif(not report.FORK, reason="only forked runs share the report's split")
+def test_forked_runs_use_the_split_the_report_loaded_once(tmp_path):
+    from conftest import make_tiny_dataset
+    a = make_tiny_dataset(tmp_path / "a.npz", seed=0).resolve()
+    b = make_tiny_dataset(tmp_path / "b.npz", seed=1).resolve()
+    run = report.q1("perceptron")  # loads the split with the bias column
+
+    def record(data, name, datasets=None):
+        runner = report.Runner(tmp_path / name, ["-data_path", str(data), "-epochs", "1"], "d",
+                               1, False, datasets=datasets)
+        result, _, log = runner.execute(run)
+        assert result is not None, log.read_text()
+        return result["weight_norm"]
+    # a split preloaded for a's path stands in for the file: the run trains on b's
+    swapped = record(a, "swapped", {(str(a), True): utils.load_dataset(b, bias=True)})
+    assert swapped == record(b, "b") != record(a, "a")
