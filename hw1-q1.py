@@ -108,7 +108,8 @@ class LogisticRegression(LinearModel):
         """
         scores = self.W @ x_i  # (C,)
         loss, dscores = softmax_cross_entropy(scores[None, :], np.array([y_i]))
-        self.W = (1 - learning_rate * l2_penalty) * self.W - learning_rate * np.outer(dscores[0], x_i)
+        gradient = np.outer(dscores[0], x_i)  # (C, D), without the penalty's l2_penalty W
+        self.W = (1 - learning_rate * l2_penalty) * self.W - learning_rate * gradient
         return loss[0]
 
 
@@ -169,7 +170,8 @@ class MLP:
 
     def train_epoch(self, X, y, learning_rate=0.001, **kwargs):
         """One SGD step per example of X (N, D), y (N,), in order; returns the mean loss."""
-        return float(np.mean([self.update_weight(x_i, y_i, learning_rate) for x_i, y_i in zip(X, y)]))
+        losses = [self.update_weight(x_i, y_i, learning_rate) for x_i, y_i in zip(X, y)]
+        return float(np.mean(losses))
 
 
 # ----------------------------------------------------------------------------- training
@@ -181,10 +183,10 @@ def parameters(model):
     return [p for W, b in zip(model.W, model.b) for p in (W, b)]
 
 
-def train(model, data, epochs=20, impl="fast", **kwargs):
+def train(model, data, epochs=20, impl="fast", learning_rate=0.001, l2_penalty=0.0):
     """The course's loop: per epoch, shuffle, one pass of per-example SGD, train and dev
-    accuracy. kwargs go to the model's update (learning_rate, l2_penalty). Returns the run's
-    record: curves, test accuracy, and which path trained."""
+    accuracy. Returns the run's record: curves, test accuracy, and which path trained.
+    (The perceptron takes no learning rate, and only logistic regression an L2 penalty.)"""
     train_X, train_y = data["train"]
     dev_X, dev_y = data["dev"]
     test_X, test_y = data["test"]
@@ -195,6 +197,7 @@ def train(model, data, epochs=20, impl="fast", **kwargs):
               "epochs": [], "train_acc": [], "valid_acc": [], "train_loss": [],
               "weight_norm": [], "epoch_seconds": [], "diverged": False}
     print(f"training path: {record['path']}")
+    kwargs = {"learning_rate": learning_rate, "l2_penalty": l2_penalty}
     # The course reorders the training set each epoch (train_X = train_X[permutation]); the
     # composed order visits the same sequence without copying X every epoch.
     order = np.arange(len(train_y))
@@ -217,7 +220,8 @@ def train(model, data, epochs=20, impl="fast", **kwargs):
         weights_finite = all(np.isfinite(p).all() for p in parameters(model))
         record["diverged"] |= utils.flag_divergence(
             epoch, loss, weights_finite, n_classes, record["diverged"],
-            advice=not isinstance(model, Perceptron), bound_loss=epoch > 1 or engine_name != "mlp")
+            advice=not isinstance(model, Perceptron),
+            bound_loss=not (isinstance(model, MLP) and epoch == 1))
         for key, value in (("epochs", epoch), ("train_acc", train_acc), ("valid_acc", valid_acc),
                            ("train_loss", loss), ("epoch_seconds", seconds)):
             record[key].append(value)
@@ -293,10 +297,7 @@ def main(argv=None):
     else:
         model = MLP(n_classes, n_features, args.hidden_size, args.layers)
 
-    kwargs = {"learning_rate": args.learning_rate}
-    if args.model == "logistic_regression":
-        kwargs["l2_penalty"] = args.l2_penalty
-    record = train(model, data, args.epochs, args.impl, **kwargs)
+    record = train(model, data, args.epochs, args.impl, args.learning_rate, args.l2_penalty)
     print(f"Final test acc: {record['test_acc']:.4f}")
 
     config = vars(args)

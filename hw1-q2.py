@@ -113,7 +113,7 @@ def train(model, optimizer, criterion, dataset, epochs, batch_size, device, impl
 
     history = {"path": path, "train_loss": [], "valid_loss": [], "valid_acc": [],
                "epoch_seconds": [], "diverged": False}
-    n_classes = model(dev_X[:1]).shape[1]
+    n_classes = len(list(model.parameters())[-1])  # the output layer's bias: (C,)
     started = time.perf_counter()
     for epoch in range(1, epochs + 1):
         epoch_start = time.perf_counter()

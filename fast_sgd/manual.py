@@ -39,7 +39,7 @@ def fast_epochs(model, optimizer, criterion, X, y, batch_size, train_batch):
     batches = ShuffledBatches(X, y, batch_size)
     manual = ManualSGD.build(model, optimizer, criterion, batch_size)
     if manual is not None and manual.agrees_with(train_batch, X, y):
-        return (lambda: manual.epoch(batches)), "fast: ManualSGD (no autograd), pre-shuffled batches"
+        return lambda: manual.epoch(batches), "fast: ManualSGD (no autograd), pre-shuffled batches"
     reason = "does not apply" if manual is None else "its bits differ from autograd on this machine"
     return (lambda: autograd_epoch(batches, train_batch, model, optimizer, criterion)), \
         f"fast: autograd on pre-shuffled batches (ManualSGD {reason})"
@@ -76,17 +76,29 @@ def dataloader_order_matches(n=7, epochs=2):
     return expected == got
 
 
+def views_start_aligned(X, batch_size):
+    """Whether the batches of one contiguous copy of X all start 64-byte aligned, as the freshly
+    allocated batches of a DataLoader do: a BLAS kernel may round otherwise on other addresses."""
+    return batch_size * X[0].numel() * X.element_size() % 64 == 0
+
+
 class ShuffledBatches:
-    """Per call, one epoch's batches in DataLoader order: the rows are gathered once into a
-    buffer kept across epochs, and each batch is a view of it (valid until the next call)."""
+    """Per call, one epoch's batches in DataLoader order. Where views_start_aligned, the rows
+    are gathered at once into a buffer kept across epochs and each batch is a view of it (valid
+    until the next call); otherwise each batch is gathered into a fresh tensor."""
 
     def __init__(self, X, y, batch_size):
         self.X, self.y, self.batch_size = X, y, batch_size
-        self.X_epoch, self.y_epoch = torch.empty_like(X), torch.empty_like(y)
-        self.views = list(zip(self.X_epoch.split(batch_size), self.y_epoch.split(batch_size)))
+        self.views = None
+        if views_start_aligned(X, batch_size):
+            self.X_epoch, self.y_epoch = torch.empty_like(X), torch.empty_like(y)
+            self.views = list(zip(self.X_epoch.split(batch_size), self.y_epoch.split(batch_size)))
 
     def __call__(self):
         order = shuffled_order(len(self.X)).to(self.X.device)
+        if self.views is None:
+            return ((self.X.index_select(0, rows), self.y.index_select(0, rows))
+                    for rows in order.split(self.batch_size))
         torch.index_select(self.X, 0, order, out=self.X_epoch)
         torch.index_select(self.y, 0, order, out=self.y_epoch)
         return self.views
@@ -157,8 +169,9 @@ class ManualSGD:
         Runs on copies of the model and optimizer, with the random state forked, so the run
         itself is untouched."""
         rows = 3 * self.batch_size + len(X) % self.batch_size
-        X_small, y_small = X[:rows], y[:rows]
-        batches = list(zip(X_small.split(self.batch_size), y_small.split(self.batch_size)))
+        batches = list(zip(X[:rows].split(self.batch_size), y[:rows].split(self.batch_size)))
+        if not views_start_aligned(X, self.batch_size):  # as ShuffledBatches gives them
+            batches = [(X_b.clone(), y_b.clone()) for X_b, y_b in batches]
         results = []
         for use_manual in (False, True):
             trainer = copy.deepcopy(self)  # one copy of all keeps the links between them

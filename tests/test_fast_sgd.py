@@ -579,14 +579,6 @@ def test_fast_epochs_give_way_when_the_dataloader_order_cannot_be_reproduced(mon
     assert path.startswith("reference: ") and "DataLoader" in path
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "fast_sgd/manual.py: ShuffledBatches (and agrees_with's X[:rows].split) hand the model "
-    "views into one (N, D) buffer; with D % 4 != 0 (float32 rows not a multiple of 16 bytes) "
-    "most batches start off a 16-byte boundary, while DataLoader's collated batches are fresh, "
-    "aligned allocations, and on this CPU F.linear/addmm rounds differently on misaligned "
-    "inputs (same values, other bits). The start-up check compares ManualSGD with autograd "
-    "both on such views, so it cannot see it: even the autograd fall-back differs from the "
-    "DataLoader flow. Harmless for the course's data (D = 784: 3136-byte rows)."))
 @pytest.mark.parametrize("D", [5, 9])
 def test_fast_epochs_with_rows_off_16_byte_boundaries(D):
     """As test_fast_epochs_give_the_dataloader_flows_numbers, with D = 5 and 9 features (rows

@@ -540,8 +540,7 @@ def test_epoch_seconds_are_each_epochs_training(monkeypatch):
 
 
 def test_train_with_the_updates_default_learning_rate():
-    """kwargs go to the model's update (the docstring): without them, both paths use
-    update_weight's default learning rate (0.001) and agree up to rounding."""
+    """Without a learning rate, both paths use train's default and agree up to rounding."""
     data = random_splits()
     records = []
     for impl in ("reference", "fast"):
@@ -550,13 +549,6 @@ def test_train_with_the_updates_default_learning_rate():
     np.testing.assert_allclose(records[0]["train_loss"], records[1]["train_loss"], rtol=1e-9)
 
 
-test_train_with_the_updates_default_learning_rate = pytest.mark.xfail(
-    strict=True, raises=TypeError,
-    reason="hw1-q1.py train(): the fast path calls blocked.sgd_epoch(..., order, **kwargs), whose "
-           "learning_rate has no default, so train(LogisticRegression(...), data) without "
-           "learning_rate raises TypeError on -impl fast, while the reference path uses "
-           "update_weight's default 0.001 (main() always passes it, so the CLI is unaffected)",
-)(test_train_with_the_updates_default_learning_rate)
 
 
 # ============================================================================= command line

@@ -148,12 +148,7 @@ def test_fast_run_equals_reference_run(tiny_data, case):
 
 @pytest.mark.parametrize("case,dropout", [
     ("logreg-batch1", None), ("mlp-defaults", 0.0),
-    pytest.param("mlp-defaults", 0.3, marks=pytest.mark.xfail(strict=True, reason=(
-        "hw1-q2.py train(): `n_classes = model(dev_X[:1]).shape[1]` runs the model in training "
-        "mode before the first epoch, so with dropout > 0 it draws a dropout mask from the "
-        "global generator: every later draw (the DataLoader's shuffles, the masks) is shifted, "
-        "and both -impl fast and -impl reference differ from the course's flow from the same "
-        "seed (they still equal each other)"))),
+    ("mlp-defaults", 0.3),
 ])
 @pytest.mark.parametrize("impl", ["fast", "reference"])
 def test_training_is_the_courses_flow(tiny_data, case, dropout, impl):
