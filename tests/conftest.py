@@ -11,20 +11,21 @@ sys.path.insert(0, str(ROOT))
 
 REAL_DATA_ENV = "KMNIST_NPZ"
 
+import utils  # noqa: E402
 from utils import load_script  # noqa: E402  (re-exported for the tests)
 
 
 @pytest.fixture(scope="session")
 def real_data_path():
-    """The built Kuzushiji-MNIST.npz named by $KMNIST_NPZ; skipped (visibly) when absent.
+    """The built Kuzushiji-MNIST.npz: $KMNIST_NPZ if set, else the default file in the current
+    folder, beside the scripts or in build/ (utils.find_dataset); skipped (visibly) when absent.
 
     In CI (CI=true) a missing file is an error, so real-data tests cannot silently vanish.
     """
-    value = os.environ.get(REAL_DATA_ENV)
-    path = Path(value) if value else None
-    if path is None or not path.is_file():
-        reason = (f"real data not available: set {REAL_DATA_ENV} to a file built by "
-                  f"'python download_kuzushiji_mnist.py' (got {value!r})")
+    path = utils.find_dataset(os.environ.get(REAL_DATA_ENV) or None)
+    if path is None:
+        reason = (f"real data not available: build it with 'python download_kuzushiji_mnist.py' "
+                  f"(or set {REAL_DATA_ENV} to the file)")
         if os.environ.get("CI") == "true":
             pytest.fail(reason)
         pytest.skip(reason)
