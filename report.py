@@ -1061,6 +1061,11 @@ def main(argv=None):
     args = parse_args(argv)
     records = None  # every run's, once they have all ended
     try:
+        data_path = Path(args.data_path)
+        if not data_path.exists() and data_path.name == utils.DEFAULT_DATA_PATH:
+            print(f"{data_path} not found: fetching and building it with "
+                  f"download_kuzushiji_mnist.py", flush=True)
+            utils.load_script("download_kuzushiji_mnist.py").main(["--output", str(data_path)])
         try:
             # fail now, with the loader's message, not in every run
             split = utils.load_dataset(args.data_path)

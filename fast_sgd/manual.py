@@ -97,8 +97,8 @@ class ShuffledBatches:
     def __call__(self):
         order = shuffled_order(len(self.X)).to(self.X.device)
         if self.views is None:
-            return ((self.X.index_select(0, rows), self.y.index_select(0, rows))
-                    for rows in order.split(self.batch_size))
+            return [(self.X.index_select(0, rows), self.y.index_select(0, rows))
+                    for rows in order.split(self.batch_size)]
         torch.index_select(self.X, 0, order, out=self.X_epoch)
         torch.index_select(self.y, 0, order, out=self.y_epoch)
         return self.views

@@ -851,3 +851,33 @@ def test_forked_runs_use_the_split_the_report_loaded_once(tmp_path):
     # a split preloaded for a's path stands in for the file: the run trains on b's
     swapped = record(a, "swapped", {(str(a), True): utils.load_dataset(b, bias=True)})
     assert swapped == record(b, "b") != record(a, "a")
+
+
+def test_a_missing_default_dataset_is_fetched_first(tmp_path, monkeypatch, capsys):
+    """Without Kuzushiji-MNIST.npz, the report runs the download script to build it before
+    anything else; a missing file of another name is a one-line error, with nothing fetched."""
+    from conftest import make_tiny_dataset
+    downloader = utils.load_script("download_kuzushiji_mnist.py")
+    calls = []
+
+    def fake_download(argv):
+        calls.append(argv)
+        make_tiny_dataset(Path(argv[argv.index("--output") + 1]))
+        return 0
+
+    monkeypatch.setattr(downloader, "main", fake_download)
+    monkeypatch.chdir(tmp_path)
+    blocker = tmp_path / "afile"
+    blocker.write_text("in the way")
+    with pytest.raises(SystemExit) as stop:  # stops at the output folder, after the fetch
+        report.main(["-output_dir", str(blocker / "report")])
+    assert stop.value.code == 1
+    assert calls == [["--output", utils.DEFAULT_DATA_PATH]]
+    assert utils.load_dataset(tmp_path / utils.DEFAULT_DATA_PATH)["train"][0].shape[0] == 60
+    assert "fetching and building it" in capsys.readouterr().out
+
+    calls.clear()
+    with pytest.raises(SystemExit) as stop:
+        report.main(["-data_path", "other.npz", "-output_dir", str(tmp_path / "report")])
+    assert stop.value.code == 1 and calls == []
+    assert capsys.readouterr().err.startswith("error: other.npz: no such file")
