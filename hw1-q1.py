@@ -9,9 +9,9 @@ Shapes: N examples, D features (784 pixels, plus a bias column of ones for the l
 H hidden units, C classes.
 
 Every model learns by per-example SGD, in the order the training loop gives. `-impl reference`
-runs the code below, one example at a time. `-impl fast` (the default) hands each epoch of
-logistic regression and the MLP to fast_sgd/blocked.py, which computes the same updates, up to
-rounding, a block of examples at a time; the perceptron has no faster path.
+runs the code below, one example at a time. `-impl fast` (the default) hands each epoch to
+fast_sgd/blocked.py, which computes the same updates, up to rounding, a block of examples at a
+time (the perceptron: the same loop, without reordering a copy of X first).
 """
 import argparse
 import time
@@ -190,7 +190,8 @@ def train(model, data, epochs=20, impl="fast", learning_rate=0.001, l2_penalty=0
     train_X, train_y = data["train"]
     dev_X, dev_y = data["dev"]
     test_X, test_y = data["test"]
-    engine_name = {LogisticRegression: "logistic_regression", MLP: "mlp"}.get(type(model))
+    engine_name = {Perceptron: "perceptron", LogisticRegression: "logistic_regression",
+                   MLP: "mlp"}.get(type(model))
     fast = impl == "fast" and engine_name is not None
     n_classes = len(parameters(model)[-1])
     record = {"path": "fast: fast_sgd/blocked.py" if fast else "reference: per-example loop",

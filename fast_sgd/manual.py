@@ -40,9 +40,10 @@ def fast_epochs(model, optimizer, criterion, X, y, batch_size, train_batch):
     manual = ManualSGD.build(model, optimizer, criterion, batch_size)
     if manual is not None and manual.agrees_with(train_batch, X, y):
         return lambda: manual.epoch(batches), "fast: ManualSGD (no autograd), pre-shuffled batches"
-    reason = "does not apply" if manual is None else "its bits differ from autograd on this machine"
+    reason = " does not apply" if manual is None else \
+        "'s bits differ from autograd's on this machine"
     return (lambda: autograd_epoch(batches, train_batch, model, optimizer, criterion)), \
-        f"fast: autograd on pre-shuffled batches (ManualSGD {reason})"
+        f"fast: autograd on pre-shuffled batches (ManualSGD{reason})"
 
 
 # ----------------------------------------------------------------------------- the epoch order
@@ -83,31 +84,35 @@ def views_start_aligned(X, batch_size):
 
 
 class ShuffledBatches:
-    """Per call, one epoch's batches in DataLoader order. Where views_start_aligned, the rows
-    are gathered at once into a buffer kept across epochs and each batch is a view of it (valid
-    until the next call); otherwise each batch is gathered into a fresh tensor."""
+    """Per call, one epoch in DataLoader order: (its X batches, its labels y (N,)). Where
+    views_start_aligned, the rows are gathered at once into a buffer kept across epochs and
+    each batch is a view of it (valid until the next call); otherwise each batch is gathered
+    into a fresh tensor."""
 
     def __init__(self, X, y, batch_size):
         self.X, self.y, self.batch_size = X, y, batch_size
-        self.views = None
+        self.y_epoch = torch.empty_like(y)
+        self.X_views = None
         if views_start_aligned(X, batch_size):
-            self.X_epoch, self.y_epoch = torch.empty_like(X), torch.empty_like(y)
-            self.views = list(zip(self.X_epoch.split(batch_size), self.y_epoch.split(batch_size)))
+            self.X_epoch = torch.empty_like(X)
+            self.X_views = self.X_epoch.split(batch_size)
 
     def __call__(self):
         order = shuffled_order(len(self.X)).to(self.X.device)
-        if self.views is None:
-            return [(self.X.index_select(0, rows), self.y.index_select(0, rows))
-                    for rows in order.split(self.batch_size)]
-        torch.index_select(self.X, 0, order, out=self.X_epoch)
         torch.index_select(self.y, 0, order, out=self.y_epoch)
-        return self.views
+        if self.X_views is None:
+            return [self.X.index_select(0, rows) for rows in order.split(self.batch_size)], \
+                self.y_epoch
+        torch.index_select(self.X, 0, order, out=self.X_epoch)
+        return self.X_views, self.y_epoch
 
 
 def autograd_epoch(batches, train_batch, model, optimizer, criterion):
     """The course's step on each pre-shuffled batch; the per-batch losses (float64)."""
+    X_batches, y = batches()
+    y_batches = y.split(len(X_batches[0]))
     return torch.tensor([train_batch(X_b, y_b, model, optimizer, criterion)
-                         for X_b, y_b in batches()], dtype=torch.float64)
+                         for X_b, y_b in zip(X_batches, y_batches)], dtype=torch.float64)
 
 
 # ----------------------------------------------------------------------------- ManualSGD
@@ -129,6 +134,7 @@ class ManualSGD:
         self.output = output  # (weight, bias)
         self.params = params
         self.batch_size = batch_size
+        self.buffers = None  # see epoch
 
     @classmethod
     def build(cls, model, optimizer, criterion, batch_size):
@@ -169,19 +175,20 @@ class ManualSGD:
         Runs on copies of the model and optimizer, with the random state forked, so the run
         itself is untouched."""
         rows = 3 * self.batch_size + len(X) % self.batch_size
-        batches = list(zip(X[:rows].split(self.batch_size), y[:rows].split(self.batch_size)))
+        X_batches, y_small = list(X[:rows].split(self.batch_size)), y[:rows]
         if not views_start_aligned(X, self.batch_size):  # as ShuffledBatches gives them
-            batches = [(X_b.clone(), y_b.clone()) for X_b, y_b in batches]
+            X_batches = [X_b.clone() for X_b in X_batches]
         results = []
         for use_manual in (False, True):
             trainer = copy.deepcopy(self)  # one copy of all keeps the links between them
             with torch.random.fork_rng(devices=[X.device] if X.is_cuda else []):
                 torch.manual_seed(0)
                 if use_manual:
-                    losses = trainer.epoch(lambda: batches).tolist()
+                    losses = trainer.epoch(lambda: (X_batches, y_small)).tolist()
                 else:
                     losses = [train_batch(X_b, y_b, trainer.model, trainer.optimizer,
-                                          trainer.criterion) for X_b, y_b in batches]
+                                          trainer.criterion)
+                              for X_b, y_b in zip(X_batches, y_small.split(self.batch_size))]
             state = [trainer.optimizer.state[p].get("momentum_buffer") for p in trainer.params]
             results.append((losses, trainer.params, state))
         (losses_a, params_a, state_a), (losses_b, params_b, state_b) = results
@@ -191,17 +198,29 @@ class ManualSGD:
                 and all(map(same, state_a, state_b)))
 
     def epoch(self, batches):
-        """One epoch over batches() (pairs X_b, y_b); returns the per-batch losses (float64)."""
+        """One epoch over batches(), which gives (X batches, the epoch's labels y (N,));
+        returns the per-batch losses (float64)."""
+        X_batches, y = batches()
+        B = self.batch_size
         group = self.optimizer.param_groups[0]
         lr, weight_decay = group["lr"], group["weight_decay"]
         momentum, dampening = group["momentum"], group["dampening"]
         states = [self.optimizer.state[p] for p in self.params]
         buffers = [s.get("momentum_buffer") for s in states]
+        if self.buffers is None or self.buffers[0] is not y:  # made once for the run's labels
+            logp = torch.empty(len(y), len(self.output[1]), dtype=self.output[1].dtype,
+                               device=y.device)  # (N, C), filled batch by batch
+            grad_logp = torch.empty_like(logp)  # (N, C) d(loss)/d(log-probabilities)
+            self.buffers = (y, logp, grad_logp, self.gold_values(len(y)), y.split(B),
+                            logp.split(B), grad_logp.split(B))
+        _, logp, grad_logp, gold, y_views, logp_views, grad_views = self.buffers
+        grad_logp.zero_().scatter_(1, y[:, None], gold)
         losses = []
         with torch.no_grad():
-            for X_b, y_b in batches():
-                loss, grads = self.step(X_b, y_b)
-                losses.append(loss)
+            for X_b, y_b, grad_b, logp_b in zip(X_batches, y_views, grad_views, logp_views):
+                grads = self.step(X_b, grad_b, logp_b)
+                if B > 1:
+                    losses.append(F.nll_loss(logp_b, y_b))
                 for i, (param, grad) in enumerate(zip(self.params, grads)):
                     if weight_decay != 0:
                         grad = grad.add(param, alpha=weight_decay)
@@ -212,13 +231,31 @@ class ManualSGD:
                             buffers[i].mul_(momentum).add_(grad, alpha=1 - dampening)
                         grad = buffers[i]
                     param.add_(grad, alpha=-lr)
+            # a batch of one: its mean loss, divided by 1, is that example's, the very bits
+            losses = F.nll_loss(logp, y, reduction="none") if B == 1 else torch.stack(losses)
         if momentum != 0:  # the optimizer's state, as its own steps would leave it
             for state, buffer in zip(states, buffers):
                 state["momentum_buffer"] = buffer
-        return torch.stack(losses).to(torch.float64)
+        return losses.to(torch.float64)
 
-    def step(self, X, y):
-        """Forward and backward on the batch (X (B, D), y (B,)); returns the loss and the
+    def gold_values(self, n):
+        """(n, 1): for each of an epoch's n examples, nll_loss_backward's value at its gold
+        class (-1/B as the kernel rounds it, B its batch's size: the last may be shorter)."""
+        dtype, device = self.output[1].dtype, self.output[1].device
+        values = torch.empty(n, 1, dtype=dtype, device=device)
+        last = n - (n - 1) % self.batch_size - 1  # where the last batch starts
+        for start, rows in ((0, self.batch_size), (last, n - last)):
+            grad = torch.ops.aten.nll_loss_backward(
+                torch.ones((), dtype=dtype, device=device),
+                torch.zeros(rows, 1, dtype=dtype, device=device),
+                torch.zeros(rows, dtype=torch.long, device=device), None, 1, -100,
+                torch.tensor(float(rows), dtype=dtype, device=device))
+            values[start:] = grad[0, 0]
+        return values
+
+    def step(self, X, grad_logp, logp):
+        """Forward and backward on the batch X (B, D), given d(loss)/d(log-probabilities)
+        grad_logp (B, C); writes the log-probabilities into logp (B, C) and returns the
         gradients in parameter order."""
         inputs, outputs, noises = [], [], []
         a = X
@@ -235,12 +272,7 @@ class ManualSGD:
                 a = h
             noises.append(noise)
         weight, bias = self.output
-        logp = torch.log_softmax(F.linear(a, weight, bias), 1)  # (B, C)
-        loss = F.nll_loss(logp, y)
-        total = torch.tensor(float(len(y)), dtype=logp.dtype, device=logp.device)
-        grad_logp = torch.ops.aten.nll_loss_backward(torch.ones((), dtype=logp.dtype,
-                                                                device=logp.device),
-                                                     logp, y, None, 1, -100, total)
+        torch.log_softmax(F.linear(a, weight, bias), 1, out=logp)  # (B, C)
         g = torch._log_softmax_backward_data(grad_logp, logp, 1, logp.dtype)  # (B, C)
         grads = [g.sum(0), g.t().mm(a)]  # bias, weight: in reverse parameter order
         for i in reversed(range(len(self.layers))):
@@ -256,4 +288,4 @@ class ManualSGD:
             a = inputs[i]
             grads += [g.sum(0), g.t().mm(a)]
         grads.reverse()
-        return loss, grads
+        return grads

@@ -149,12 +149,34 @@ def test_sgd_epoch_updates_the_given_arrays_in_place_and_leaves_the_data():
     np.testing.assert_array_equal(ORDER, order0)
 
 
-def test_only_the_models_with_a_blocked_form():
-    """logistic_regression and mlp; the perceptron (and anything else) is refused by name."""
-    assert set(blocked.MODELS) == {"logistic_regression", "mlp"}
+def test_only_the_courses_models():
+    """perceptron, logistic_regression and mlp; anything else is refused by name."""
+    assert set(blocked.MODELS) == {"perceptron", "logistic_regression", "mlp"}
     X, y = pixel_problem(N, D, C, seed=0)
-    with pytest.raises(ValueError, match="perceptron"):
-        blocked.sgd_epoch("perceptron", [np.zeros((C, D + 1))], X, y, ORDER, 1.0)
+    with pytest.raises(ValueError, match="svm"):
+        blocked.sgd_epoch("svm", [np.zeros((C, D + 1))], X, y, ORDER, 1.0)
+
+
+def test_perceptron_epoch_is_the_per_example_loop_over_the_order():
+    """sgd_epoch("perceptron") equals mistake-driven updates written out here, visiting
+    X[order] in order, bit for bit (pixel data: exact arithmetic); it returns no loss and
+    leaves X, y and the order untouched."""
+    X, y = pixel_problem(N, D, C, seed=4)
+    X0, y0, order0 = X.copy(), y.copy(), ORDER.copy()
+    W = np.zeros((C, D + 1))
+    assert blocked.sgd_epoch("perceptron", [W], X, y, ORDER, 1.0) is None
+    expected = np.zeros((C, D + 1))
+    for i in ORDER:
+        scores = [sum(expected[c, j] * X[i, j] for j in range(D + 1)) for c in range(C)]
+        guess = int(np.argmax(scores))
+        if guess != y[i]:
+            expected[y[i]] += X[i]
+            expected[guess] -= X[i]
+    np.testing.assert_array_equal(W, expected)
+    assert np.abs(W).sum() > 0
+    np.testing.assert_array_equal(X, X0)
+    np.testing.assert_array_equal(y, y0)
+    np.testing.assert_array_equal(ORDER, order0)
 
 
 def test_logistic_regression_huge_penalty_gives_non_finite_weights_not_an_error():
@@ -257,7 +279,8 @@ def test_shuffled_batches_are_the_dataloader_batches(batch_size):
     torch.manual_seed(11)
     batches = manual.ShuffledBatches(X, y, batch_size)
     for epoch in expected:
-        got = batches()
+        X_batches, y_epoch = batches()
+        got = list(zip(X_batches, y_epoch.split(batch_size)))
         assert len(got) == len(epoch) == math.ceil(len(X) / batch_size)
         for (X_b, y_b), (X_e, y_e) in zip(got, epoch):
             assert torch.equal(X_b, X_e) and torch.equal(y_b, y_e)
@@ -356,7 +379,7 @@ def test_manual_sgd_dropout_draws_nn_dropouts_noise(monkeypatch, p):
     recording = _RecordingF()
     monkeypatch.setattr(manual, "F", recording)
     torch.manual_seed(21)
-    built.step(X, y)
+    built.step(X, torch.zeros(B, C), torch.empty(B, C))
     after_manual = torch.get_rng_state()
     noise = recording.inputs[1]  # (B, H): the output layer's input, ones times the noise
 
@@ -373,7 +396,7 @@ def test_manual_sgd_in_eval_mode_draws_no_noise():
     built = manual.ManualSGD.build(model, make_optimizer(model), nn.CrossEntropyLoss(), 4)
     X, y = tiny_tensors(4, 5, 3)
     state = torch.get_rng_state()
-    built.step(X, y)
+    built.step(X, torch.zeros(4, 3), torch.empty(4, 3))
     assert torch.equal(torch.get_rng_state(), state)
 
 
@@ -382,20 +405,20 @@ def test_manual_sgd_in_eval_mode_draws_no_noise():
 def manual_train_batch(X, y, model, optimizer, criterion, **kwargs):
     """A train_batch that does ManualSGD's own arithmetic: one ManualSGD epoch of one batch."""
     built = manual.ManualSGD.build(model, optimizer, criterion, len(X))
-    return built.epoch(lambda: [(X, y)]).item()
+    return built.epoch(lambda: ([X], y)).item()
 
 
 def nudge_one_gradient(monkeypatch, index):
     """Make ManualSGD.step move the first entry of gradient `index` up by one ulp."""
     original = manual.ManualSGD.step
 
-    def nudged(self, X, y):
-        loss, grads = original(self, X, y)
+    def nudged(self, *args):
+        grads = original(self, *args)
         grad = grads[index].clone()
         flat = grad.view(-1)
         flat[0] = torch.nextafter(flat[0], torch.tensor(math.inf))
         grads[index] = grad
-        return loss, grads
+        return grads
 
     monkeypatch.setattr(manual.ManualSGD, "step", nudged)
 
@@ -432,7 +455,7 @@ def test_agrees_with_rejects_a_one_ulp_difference(monkeypatch, momentum):
         step = manual.ManualSGD.step  # taken before the nudge below
 
     def unperturbed_batch(X_b, y_b, m, o, c):
-        return Unperturbed.build(m, o, c, len(X_b)).epoch(lambda: [(X_b, y_b)]).item()
+        return Unperturbed.build(m, o, c, len(X_b)).epoch(lambda: ([X_b], y_b)).item()
 
     nudge_one_gradient(monkeypatch, index=-1)
     built = manual.ManualSGD.build(model, optimizer, criterion, 4)
@@ -563,8 +586,8 @@ def test_fast_epochs_fall_back_to_autograd_when_manual_sgd_is_off_by_one_ulp(mon
     config = dict(batch_size=4, hidden=(6,), dropout=0.3, optim=dict(lr=0.5, momentum=momentum))
     fast_losses, path, fast_model, fast_optim, ref_losses, ref_model, ref_optim = run_both(
         config)
-    assert path == ("fast: autograd on pre-shuffled batches (ManualSGD its bits differ from "
-                    "autograd on this machine)")
+    assert path == ("fast: autograd on pre-shuffled batches (ManualSGD's bits differ from "
+                    "autograd's on this machine)")
     for got, expected in zip(fast_losses, ref_losses):
         assert torch.equal(got, expected)
     assert_same_training(fast_model, fast_optim, ref_model, ref_optim)

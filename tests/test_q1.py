@@ -263,37 +263,44 @@ def integer_perceptron(codes, y, C, orders):
 
 
 def test_perceptron_training_is_exact_on_pixels():
-    """On pixels k/256 (and the bias column of ones) train(), on its default -impl fast too,
-    runs the per-example perceptron, and its float64 arithmetic is exact: 256 W equals the
-    integer perceptron's weights on the codes k (and 256 for the bias), visiting the examples
-    in the training loop's orders."""
+    """On pixels k/256 (and the bias column of ones) train()'s float64 perceptron, on either
+    path, is exact: 256 W equals the integer perceptron's weights on the codes k (and 256 for
+    the bias), visiting the examples in the training loop's orders."""
     N, D, C = 300, 20, 5
     rng = np.random.RandomState(4)
     codes = np.hstack((rng.randint(0, 256, size=(N, D)), np.full((N, 1), 256)))
     y = rng.randint(0, C, size=N)
     data = {split: (codes / 256.0, y) for split in ("train", "dev", "test")}
     utils.configure_seed(5)
-    model = q1.Perceptron(C, D + 1)
-    record = q1.train(model, data, epochs=3, impl="fast")
-    assert record["path"].startswith("reference")
-    utils.configure_seed(5)
     order, orders = np.arange(N), []
     for _ in range(3):
         order = order[np.random.permutation(N)]
         orders.append(order)
     W_codes = integer_perceptron(codes, y, C, orders)
-    np.testing.assert_array_equal(model.W * 256, W_codes)
     assert np.abs(W_codes).sum() > 0
+    for impl in ("fast", "reference"):
+        utils.configure_seed(5)
+        model = q1.Perceptron(C, D + 1)
+        q1.train(model, data, epochs=3, impl=impl)
+        np.testing.assert_array_equal(model.W * 256, W_codes)
 
 
-def test_perceptron_has_no_fast_path(monkeypatch, capsys):
-    """-impl fast trains the perceptron with its own per-example loop: fast_sgd is not called,
-    and the record and the printed line say `reference`."""
-    monkeypatch.setattr(blocked, "sgd_epoch", lambda *a, **k: pytest.fail("blocked called"))
+def test_perceptron_fast_path_gives_the_reference_bits(capsys):
+    """-impl fast trains the perceptron with fast_sgd's loop over the epoch's order (no copy of
+    X); on pixel data k/256 its arithmetic is exact, so the weights equal the reference path's
+    bit for bit, epoch after epoch, and the record says which path ran."""
     data = random_splits()
-    record = q1.train(q1.Perceptron(4, 13), data, epochs=2, impl="fast", learning_rate=0.5)
-    assert record["path"] == "reference: per-example loop"
-    assert "training path: reference: per-example loop" in capsys.readouterr().out
+    weights = {}
+    for impl in ("fast", "reference"):
+        utils.configure_seed(3)
+        model = q1.Perceptron(4, 13)
+        record = q1.train(model, data, epochs=3, impl=impl)
+        weights[impl] = model.W
+        assert record["path"] == ("fast: fast_sgd/blocked.py" if impl == "fast"
+                                  else "reference: per-example loop")
+        assert f"training path: {record['path']}" in capsys.readouterr().out
+    np.testing.assert_array_equal(weights["fast"], weights["reference"])
+    assert np.abs(weights["fast"]).sum() > 0
 
 
 # ============================================================================= logistic regression
@@ -482,6 +489,7 @@ def test_fast_training_reorders_cumulatively(monkeypatch):
 
 
 @pytest.mark.parametrize("name,impl,path", [
+    ("perceptron", "fast", "fast: fast_sgd/blocked.py"),
     ("perceptron", "reference", "reference: per-example loop"),
     ("logistic_regression", "fast", "fast: fast_sgd/blocked.py"),
     ("logistic_regression", "reference", "reference: per-example loop"),
@@ -534,7 +542,7 @@ def test_epoch_seconds_are_each_epochs_training(monkeypatch):
 
     monkeypatch.setattr(q1.Perceptron, "train_epoch", timed_epoch)
     monkeypatch.setattr(q1.Perceptron, "evaluate", timed_evaluate)
-    record = q1.train(q1.Perceptron(4, 13), random_splits(), epochs=3)
+    record = q1.train(q1.Perceptron(4, 13), random_splits(), epochs=3, impl="reference")
     assert record["epoch_seconds"] == [1.0, 2.0, 3.0]
     assert record["train_seconds"] == 1 + 2 + 3 + 100 * (2 * 3 + 1)
 
@@ -594,7 +602,7 @@ def test_cli_writes_record_and_figures(tiny_data, tmp_path, capsys, model):
     record = json.loads((out / f"{name}.json").read_text())
     assert record["model"] == model and record["epochs"] == [1, 2]
     assert lines[0] == f"training path: {record['path']}"
-    assert record["path"].startswith("reference" if model == "perceptron" else "fast")
+    assert record["path"].startswith("fast")
     assert len(record["train_acc"]) == len(record["valid_acc"]) == 2
     assert 0 <= record["test_acc"] <= 1 and record["diverged"] is False
     assert record["config"]["learning_rate"] == 0.001 and record["config"]["impl"] == "fast"
@@ -828,12 +836,12 @@ def real_logistic_runs(real_linear):
 
 
 def test_real_data_perceptron_reproduces_the_published_numbers(real_linear):
-    """`hw1-q1.py perceptron` (default -impl fast, which trains the per-example perceptron):
-    final dev 0.7236 and test 0.6193, to the fourth decimal."""
+    """`hw1-q1.py perceptron` (default -impl fast): final dev 0.7236 and test 0.6193, to the
+    fourth decimal."""
     utils.configure_seed(42)
     record = q1.train(q1.Perceptron(10, real_linear["train"][0].shape[1]), real_linear, 20,
                       "fast")
-    assert record["path"].startswith("reference")
+    assert record["path"].startswith("fast")
     assert round(record["valid_acc"][-1], 4) == 0.7236
     assert round(record["test_acc"], 4) == 0.6193
 
