@@ -85,13 +85,15 @@ def evaluate(model, X, y):
     return (y == y_hat).sum().item() / y.shape[0]
 
 
-def mean_loss(model, X, y, criterion):
-    """The mean loss on (X, y), as `evaluate` computes accuracy."""
+def evaluate_with_loss(model, X, y, criterion):
+    """(mean loss, accuracy) on (X, y) from one forward pass, as `evaluate` runs it."""
     model.eval()
     with torch.no_grad():
-        loss = criterion(model(X), y).item()
+        scores = model(X)  # (N, C)
+        loss = criterion(scores, y).item()
+        accuracy = (y == scores.argmax(dim=-1)).sum().item() / y.shape[0]
     model.train()
-    return loss
+    return loss, accuracy
 
 
 def train(model, optimizer, criterion, dataset, epochs, batch_size, device, impl):
@@ -118,8 +120,7 @@ def train(model, optimizer, criterion, dataset, epochs, batch_size, device, impl
     for epoch in range(1, epochs + 1):
         epoch_start = time.perf_counter()
         train_loss = run_epoch().mean().item()  # over this epoch's batches
-        valid_loss = mean_loss(model, dev_X, dev_y, criterion)
-        valid_acc = evaluate(model, dev_X, dev_y)
+        valid_loss, valid_acc = evaluate_with_loss(model, dev_X, dev_y, criterion)
         seconds = time.perf_counter() - epoch_start
         for key, value in (("train_loss", train_loss), ("valid_loss", valid_loss),
                            ("valid_acc", valid_acc), ("epoch_seconds", seconds)):

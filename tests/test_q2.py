@@ -301,17 +301,18 @@ def test_train_batch_takes_one_sgd_step_and_returns_the_loss():
     assert criterion(model(X), y).item() < before.item()
 
 
-def test_evaluate_and_mean_loss_use_eval_mode_and_restore_training():
-    """evaluate and mean_loss: dropout off (no random numbers drawn, the same answer twice),
-    no gradients, and the model back in training mode."""
+def test_evaluate_and_evaluate_with_loss_use_eval_mode_and_restore_training():
+    """evaluate and evaluate_with_loss: dropout off (no random numbers drawn, the same answer
+    twice), no gradients, the model back in training mode, and the same accuracy."""
     torch.manual_seed(0)
     model = q2.FeedforwardNetwork(3, 4, 50, 1, "relu", 0.5)
     X, y = torch.rand(40, 4), torch.randint(0, 3, (40,))
     state = torch.get_rng_state()
-    accuracy, loss = q2.evaluate(model, X, y), q2.mean_loss(model, X, y, nn.CrossEntropyLoss())
+    accuracy = q2.evaluate(model, X, y)
+    loss, accuracy_too = q2.evaluate_with_loss(model, X, y, nn.CrossEntropyLoss())
     assert torch.equal(torch.get_rng_state(), state)
     assert model.training
-    assert q2.evaluate(model, X, y) == accuracy
+    assert q2.evaluate(model, X, y) == accuracy == accuracy_too
     model.eval()
     with torch.no_grad():
         scores = model(X)
