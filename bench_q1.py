@@ -19,7 +19,7 @@ import time
 
 import utils
 
-ENGINE_MODELS = ("logistic_regression", "mlp")
+MODELS = ("perceptron", "logistic_regression", "mlp")
 
 
 def child(model, path, epochs, data_path):
@@ -61,12 +61,13 @@ def main():
         model, path, epochs, data_path = sys.argv[2:6]
         return child(model, path, int(epochs), data_path)
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--models", nargs="+", default=["perceptron", *ENGINE_MODELS],
-                        choices=["perceptron", *ENGINE_MODELS], help="models to time (default: all)")
+    parser.add_argument("--models", nargs="+", default=list(MODELS), choices=MODELS,
+                        help="models to time (default: all)")
     parser.add_argument("--epochs", type=utils.positive_int, default=2,
                         help="epochs per path; the fastest is reported (default: %(default)s)")
     parser.add_argument("-data_path", default=None,
-                        help="dataset (default: $KMNIST_NPZ, else Kuzushiji-MNIST.npz here or in build/)")
+                        help="dataset (default: $KMNIST_NPZ, else Kuzushiji-MNIST.npz here or "
+                             "in build/)")
     args = parser.parse_args()
     data_path = utils.find_dataset(args.data_path)
     if data_path is None:
@@ -76,11 +77,8 @@ def main():
     print(f"{'model':<20} {'reference s/epoch':>18} {'fast s/epoch':>13} {'ratio':>7}")
     for model in args.models:
         reference = timed(model, "reference", args.epochs, data_path)
-        if model in ENGINE_MODELS:
-            fast = timed(model, "fast", args.epochs, data_path)
-            print(f"{model:<20} {reference:18.3f} {fast:13.3f} {reference / fast:6.1f}x", flush=True)
-        else:
-            print(f"{model:<20} {reference:18.3f} {'-':>13} {'-':>7}", flush=True)
+        fast = timed(model, "fast", args.epochs, data_path)
+        print(f"{model:<20} {reference:18.3f} {fast:13.3f} {reference / fast:6.1f}x", flush=True)
     print(f"load average at the end {os.getloadavg()[0]:.2f}")
 
 

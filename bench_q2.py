@@ -55,12 +55,16 @@ def child(case, flow, epochs, data_path):
     batches = manual.ShuffledBatches(dataset.X, dataset.y, batch_size)
     trainer = manual.ManualSGD.build(model, optimizer, criterion, batch_size)
     agrees = trainer.agrees_with(q2.train_batch, dataset.X, dataset.y)
+    def from_loader():  # one DataLoader epoch as ShuffledBatches gives it: (X batches, y)
+        X_batches, y_batches = zip(*loader)
+        return list(X_batches), torch.cat(y_batches)
+
     epoch = {
-        "reference": lambda: manual.autograd_epoch(lambda: loader, q2.train_batch, model,
-                                                   optimizer, criterion),
+        "reference": lambda: torch.tensor([q2.train_batch(X_b, y_b, model, optimizer, criterion)
+                                           for X_b, y_b in loader], dtype=torch.float64),
         "pre-shuffled": lambda: manual.autograd_epoch(batches, q2.train_batch, model, optimizer,
                                                       criterion),
-        "dataloader+manual": lambda: trainer.epoch(lambda: loader),
+        "dataloader+manual": lambda: trainer.epoch(from_loader),
         "fast": lambda: trainer.epoch(batches),
     }[flow]
     seconds, losses = [], []
@@ -89,7 +93,8 @@ def main():
     parser.add_argument("--epochs", type=utils.positive_int, default=2,
                         help="epochs per flow; the fastest is reported (default: %(default)s)")
     parser.add_argument("-data_path", default=None,
-                        help="dataset (default: $KMNIST_NPZ, else Kuzushiji-MNIST.npz here or in build/)")
+                        help="dataset (default: $KMNIST_NPZ, else Kuzushiji-MNIST.npz here or "
+                             "in build/)")
     args = parser.parse_args()
     data_path = utils.find_dataset(args.data_path)
     if data_path is None:

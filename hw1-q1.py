@@ -46,7 +46,8 @@ def relu_backward(dout, cache):
 
 
 def softmax(scores):
-    """scores (N, C) -> probabilities (N, C); the row maximum is subtracted so exp cannot overflow."""
+    """scores (N, C) -> probabilities (N, C); the row maximum is taken out first, so exp
+    cannot overflow."""
     z = np.exp(scores - scores.max(axis=1, keepdims=True))
     return z / z.sum(axis=1, keepdims=True)
 
@@ -270,7 +271,7 @@ def build_parser():
     utils.add_flag(parser, "seed", type=utils.seed_value, default=42,
                    help="random seed (default: %(default)s)")
     utils.add_flag(parser, "impl", choices=("fast", "reference"), default="fast",
-                   help="fast: fast_sgd's blocked SGD, the same updates up to rounding "
+                   help="fast: fast_sgd/blocked.py, the same updates up to rounding "
                         "(default); reference: the per-example loop of this file")
     return parser
 

@@ -136,7 +136,8 @@ def train(model, optimizer, criterion, dataset, epochs, batch_size, device, impl
 
 def build_parser():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("model", choices=("logistic_regression", "mlp"), help="which model to train")
+    parser.add_argument("model", choices=("logistic_regression", "mlp"),
+                        help="which model to train")
     utils.add_flag(parser, "epochs", type=utils.positive_int, default=20,
                    help="number of epochs (default: %(default)s)")
     utils.add_flag(parser, "batch_size", type=utils.positive_int, default=None,
