@@ -203,15 +203,6 @@ def plan(extras):
 
 # ----------------------------------------------------------------------------- running
 
-def blas_threads(count):
-    """Limit numpy's BLAS to `count` threads in this process (where threadpoolctl is there)."""
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:
-        return
-    threadpool_limits(count, user_api="blas")
-
-
 def file_digest(path):
     digest = hashlib.sha256()
     with open(path, "rb") as f:
@@ -452,7 +443,6 @@ class Runner:
             signal.signal(signal.SIGINT, signal.default_int_handler)
             signal.pthread_sigmask(signal.SIG_SETMASK, mask)
             sys.modules["torch"].set_num_threads(self.threads)  # cores // jobs
-            blas_threads(self.threads)  # numpy's too: more threads than cores only wait
             if self.datasets:
                 self._share_datasets()
             module.main(argv)
