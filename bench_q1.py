@@ -34,7 +34,7 @@ def child(model, path, epochs, data_path):
     net = {"perceptron": lambda: q1.Perceptron(n_classes, n_features),
            "logistic_regression": lambda: q1.LogisticRegression(n_classes, n_features),
            "mlp": lambda: q1.MLP(n_classes, n_features, 200, 1)}[model]()
-    kwargs = {} if model == "perceptron" else {"learning_rate": 0.001}
+    kwargs = {"learning_rate": 0.001}  # the perceptron ignores it
     order = np.arange(len(y))
     seconds = []
     for _ in range(epochs):
