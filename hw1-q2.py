@@ -198,10 +198,7 @@ def main(argv=None):
         n_classes = utils.class_count(data)
         n_features = data["train"][0].shape[1]
         if args.model == "mlp":
-            sizes = [n_features] + [args.hidden_size] * args.layers + [n_classes]
-            utils.check_model_size(sum(a * b for a, b in zip(sizes, sizes[1:])),
-                                   len(data["train"][0]) * args.hidden_size, 4,
-                                   f"-hidden_size {args.hidden_size}")
+            utils.check_mlp_size(data, args.hidden_size, args.layers, itemsize=4)
         utils.writable_dir(args.output_dir)  # now, not after training
     except utils.RunError as err:
         utils.fail(str(err))

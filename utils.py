@@ -785,17 +785,22 @@ def flag_divergence(epoch, loss, weights_finite, n_classes, already, advice=True
     return True
 
 
-def check_model_size(n_weights, n_activations, itemsize, flag):
-    """Raise SizeError when a model of n_weights (with a gradient and a working copy of each)
-    and n_activations per evaluation cannot fit in this machine's memory (where it is known)."""
-    needed = itemsize * (3 * n_weights + 2 * n_activations)
+def check_mlp_size(data, hidden_size, layers, itemsize):
+    """Raise SizeError when an MLP with `layers` hidden layers of `hidden_size` units on `data`
+    cannot fit in this machine's memory (where it is known): its weights, with a gradient and
+    a working copy of each, and the hidden activations of an evaluation of the training set."""
+    n_examples, n_features = data["train"][0].shape
+    sizes = [n_features] + [hidden_size] * layers + [class_count(data)]
+    n_weights = sum(a * b for a, b in zip(sizes, sizes[1:]))
+    needed = itemsize * (3 * n_weights + 2 * n_examples * hidden_size)
     try:
         available = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     except (AttributeError, ValueError, OSError):  # not on this system (Windows)
         return
     if needed > available:
-        raise SizeError(f"{flag} needs about {_readable_bytes(needed)} for its weights and "
-                        f"activations; this machine has {_readable_bytes(available)} of memory")
+        raise SizeError(f"-hidden_size {hidden_size} needs about {_readable_bytes(needed)} for "
+                        f"its weights and activations; this machine has "
+                        f"{_readable_bytes(available)} of memory")
 
 
 def _readable_bytes(n):

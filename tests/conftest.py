@@ -1,5 +1,7 @@
 """Shared fixtures: the repository on sys.path, script loading, the real-data file, tiny data."""
 import os
+import signal
+import subprocess
 import sys
 from pathlib import Path
 
@@ -53,3 +55,23 @@ def make_tiny_dataset(path, n_train=60, n_dev=20, n_test=20, side=4, n_classes=3
 @pytest.fixture
 def tiny_data(tmp_path):
     return make_tiny_dataset(tmp_path / "tiny.npz")
+
+
+def assert_ctrl_c_ends_a_run_cleanly(script, args, out):
+    """Run `script` with `args`, Ctrl-C it once its first epoch is printed: `interrupted` on
+    stderr, exit code 130, no traceback, nothing written under `out`."""
+    process = subprocess.Popen([sys.executable, str(ROOT / script), *map(str, args),
+                                "-output_dir", str(out)],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert process.stdout.readline().startswith("training path: ")
+        assert process.stdout.readline().startswith("epoch   1 ")  # training
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    assert process.returncode == 130
+    assert stderr.strip() == "interrupted"
+    assert not out.exists() or not list(out.iterdir())

@@ -15,7 +15,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from conftest import ROOT, load_script, make_tiny_dataset
+from conftest import ROOT, assert_ctrl_c_ends_a_run_cleanly, load_script, make_tiny_dataset
 
 import utils
 from fast_sgd import blocked
@@ -796,23 +796,7 @@ def test_cli_q1_and_q2_runs_do_not_overwrite_each_other(tiny_data, tmp_path, cap
 def test_ctrl_c_ends_a_run_cleanly(tmp_path):
     """Ctrl-C mid-run: `interrupted` on stderr, exit code 130, no traceback, no files."""
     path = make_tiny_dataset(tmp_path / "d.npz", n_train=3000, side=28)
-    out = tmp_path / "out"
-    process = subprocess.Popen([sys.executable, str(ROOT / "hw1-q1.py"), "mlp", "-data_path",
-                                str(path), "-epochs", "100000", "-hidden_size", "8",
-                                "-output_dir", str(out)],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        assert process.stdout.readline().startswith("training path: ")
-        assert process.stdout.readline().startswith("epoch   1 ")  # training
-        process.send_signal(signal.SIGINT)
-        _, stderr = process.communicate(timeout=60)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.communicate()
-    assert process.returncode == 130
-    assert stderr.strip() == "interrupted"
-    assert not out.exists() or not list(out.iterdir())
+    assert_ctrl_c_ends_a_run_cleanly("hw1-q1.py", ["mlp", "-data_path", path, "-epochs", 100000, "-hidden_size", 8], tmp_path / "out")
 
 
 # ============================================================================= real data

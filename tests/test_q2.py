@@ -23,7 +23,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 import utils
-from conftest import ROOT, load_script, make_tiny_dataset
+from conftest import ROOT, assert_ctrl_c_ends_a_run_cleanly, load_script, make_tiny_dataset
 from fast_sgd import manual
 
 q2 = load_script("hw1-q2.py")
@@ -584,23 +584,7 @@ def test_script_runs_as_a_program(tiny_data, tmp_path):
 def test_ctrl_c_ends_a_run_cleanly(tmp_path):
     """Ctrl-C mid-run: `interrupted` on stderr, exit code 130, no traceback, no files."""
     path = make_tiny_dataset(tmp_path / "d.npz", n_train=2000, side=28)
-    out = tmp_path / "out"
-    process = subprocess.Popen([sys.executable, str(ROOT / "hw1-q2.py"), "mlp", "-data_path",
-                                str(path), "-epochs", "100000", "-batch_size", "1",
-                                "-output_dir", str(out)],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        assert process.stdout.readline().startswith("training path: ")
-        assert process.stdout.readline().startswith("epoch   1 ")  # training
-        process.send_signal(signal.SIGINT)
-        _, stderr = process.communicate(timeout=60)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.communicate()
-    assert process.returncode == 130
-    assert stderr.strip() == "interrupted"
-    assert not out.exists() or not list(out.iterdir())
+    assert_ctrl_c_ends_a_run_cleanly("hw1-q2.py", ["mlp", "-data_path", path, "-epochs", 100000, "-batch_size", 1], tmp_path / "out")
 
 
 # ----------------------------------------------------------------------------- real data
