@@ -38,10 +38,10 @@ def sgd_epoch(model, params, X, y, order, learning_rate, l2_penalty=0.0, block_s
     if model not in MODELS:
         raise ValueError(f"no blocked SGD for {model!r}; models: {', '.join(MODELS)}")
     order = np.asarray(order)
-    # the products here are small: a second BLAS thread costs more to wake than it saves
     if model == "perceptron":
         _perceptron_epoch(params[0], X, y, order)
         return None
+    # the products here are small: a second BLAS thread costs more to wake than it saves
     with threadpool_limits(1, user_api="blas") if threadpool_limits else contextlib.nullcontext():
         if model == "logistic_regression":
             total = _logistic_regression_epoch(params[0], X, y, order, learning_rate,

@@ -134,7 +134,7 @@ class ManualSGD:
         self.output = output  # (weight, bias)
         self.params = params
         self.batch_size = batch_size
-        self.buffers = None  # see epoch
+        self.views = None  # see epoch
 
     @classmethod
     def build(cls, model, optimizer, criterion, batch_size):
@@ -207,26 +207,20 @@ class ManualSGD:
         momentum, dampening = group["momentum"], group["dampening"]
         states = [self.optimizer.state[p] for p in self.params]
         buffers = [s.get("momentum_buffer") for s in states]
-        if self.buffers is None or self.buffers[0] is not y:  # made once for the run's labels
+        if self.views is None or self.views[0] is not y:  # made once for the run's labels
             logp = torch.empty(len(y), len(self.output[1]), dtype=self.output[1].dtype,
                                device=y.device)  # (N, C), filled batch by batch
             grad_logp = torch.empty_like(logp)  # (N, C) d(loss)/d(log-probabilities)
-            self.buffers = (y, logp, grad_logp, self.gold_values(len(y)), y.split(B),
-                            logp.split(B), grad_logp.split(B))
-        _, logp, grad_logp, gold, y_views, logp_views, grad_views = self.buffers
+            self.views = (y, logp, grad_logp, self.gold_values(len(y)), y.split(B),
+                          logp.split(B), grad_logp.split(B))
+        _, logp, grad_logp, gold, y_views, logp_views, grad_views = self.views
         grad_logp.zero_().scatter_(1, y[:, None], gold)
         losses = []
-        plain = weight_decay == 0 and momentum == 0
-        # inference mode: no autograd bookkeeping at all (cheaper per call than no_grad)
-        with torch.inference_mode():
+        with torch.no_grad():
             for X_b, y_b, grad_b, logp_b in zip(X_batches, y_views, grad_views, logp_views):
                 grads = self.step(X_b, grad_b, logp_b)
                 if B > 1:
                     losses.append(F.nll_loss(logp_b, y_b))
-                if plain:
-                    for param, grad in zip(self.params, grads):
-                        param.add_(grad, alpha=-lr)
-                    continue
                 for i, (param, grad) in enumerate(zip(self.params, grads)):
                     if weight_decay != 0:
                         grad = grad.add(param, alpha=weight_decay)
@@ -241,8 +235,8 @@ class ManualSGD:
             losses = F.nll_loss(logp, y, reduction="none") if B == 1 else torch.stack(losses)
         if momentum != 0:  # the optimizer's state, as its own steps would leave it
             for state, buffer in zip(states, buffers):
-                state["momentum_buffer"] = buffer.clone()  # a normal tensor, not an inference one
-        return losses.to(torch.float64, copy=True)  # likewise
+                state["momentum_buffer"] = buffer
+        return losses.to(torch.float64)
 
     def gold_values(self, n):
         """(n, 1): for each of an epoch's n examples, nll_loss_backward's value at its gold
