@@ -216,11 +216,17 @@ class ManualSGD:
         _, logp, grad_logp, gold, y_views, logp_views, grad_views = self.views
         grad_logp.zero_().scatter_(1, y[:, None], gold)
         losses = []
-        with torch.no_grad():
+        plain = weight_decay == 0 and momentum == 0
+        # inference mode: no autograd bookkeeping at all (cheaper per call than no_grad)
+        with torch.inference_mode():
             for X_b, y_b, grad_b, logp_b in zip(X_batches, y_views, grad_views, logp_views):
                 grads = self.step(X_b, grad_b, logp_b)
                 if B > 1:
                     losses.append(F.nll_loss(logp_b, y_b))
+                if plain:
+                    for param, grad in zip(self.params, grads):
+                        param.add_(grad, alpha=-lr)
+                    continue
                 for i, (param, grad) in enumerate(zip(self.params, grads)):
                     if weight_decay != 0:
                         grad = grad.add(param, alpha=weight_decay)
@@ -235,8 +241,8 @@ class ManualSGD:
             losses = F.nll_loss(logp, y, reduction="none") if B == 1 else torch.stack(losses)
         if momentum != 0:  # the optimizer's state, as its own steps would leave it
             for state, buffer in zip(states, buffers):
-                state["momentum_buffer"] = buffer
-        return losses.to(torch.float64)
+                state["momentum_buffer"] = buffer.clone()  # a normal tensor, not an inference one
+        return losses.to(torch.float64, copy=True)  # likewise
 
     def gold_values(self, n):
         """(n, 1): for each of an epoch's n examples, nll_loss_backward's value at its gold
