@@ -152,9 +152,11 @@ class MLP:
             dout, dW[l], db[l] = affine_backward(dout, affine_cache)
         return dW, db
 
-    def predict(self, X):
-        """X (N, D) -> labels (N,): the highest score (the first one on ties)."""
-        return self.forward(X)[0].argmax(axis=1)
+    def predict(self, X, rows=4096):
+        """X (N, D) -> labels (N,): the highest score (the first one on ties). A few thousand
+        rows at a time, so the hidden activations stay small (each row's scores are its own)."""
+        chunks = [X[i:i + rows] for i in range(0, len(X), rows)] or [X]
+        return np.concatenate([self.forward(chunk)[0].argmax(axis=1) for chunk in chunks])
 
     def evaluate(self, X, y):
         return float(np.mean(self.predict(X) == y))

@@ -201,6 +201,33 @@ def plan(extras):
     return sweeps
 
 
+# Rough seconds per epoch of each script's models at their defaults, only to start the long
+# runs first while none of a configuration has been timed yet (a poor guess costs some idle
+# time at the end, nothing else).
+ROUGH_EPOCH_SECONDS = {("hw1-q1.py", "perceptron"): 0.4, ("hw1-q1.py", "logistic_regression"): 0.6,
+                       ("hw1-q1.py", "mlp"): 3.0, ("hw1-q2.py", "logistic_regression"): 1.0,
+                       ("hw1-q2.py", "mlp"): 0.8}
+DEFAULT_BATCH_SIZE = {"logistic_regression": 1, "mlp": 16}  # hw1-q2.py's
+
+
+def rough_seconds(run):
+    """A guess of the run's length: the model's rough epoch time, scaled for a network by its
+    hidden units times layers (half of it), and for hw1-q2 by the batches per epoch."""
+    flags = {**SCRIPT_DEFAULTS.get(run.script, {}), **run.flags}
+    seconds = ROUGH_EPOCH_SECONDS.get((run.script, run.model), 1.0)
+    try:
+        epochs = float(flags.get("-epochs", COURSE_EPOCHS))
+        if run.model == "mlp":
+            default = float(SCRIPT_DEFAULTS[run.script]["-hidden_size"])
+            seconds *= 0.5 + 0.5 * float(flags["-hidden_size"]) * float(flags["-layers"]) / default
+        if run.script == "hw1-q2.py":
+            default = DEFAULT_BATCH_SIZE.get(run.model, 1)
+            seconds *= default / float(flags.get("-batch_size", default))
+    except (KeyError, ValueError, ZeroDivisionError):  # a flag the guess does not know
+        return COURSE_EPOCHS * seconds
+    return epochs * seconds
+
+
 # ----------------------------------------------------------------------------- running
 
 def file_digest(path):
@@ -374,13 +401,15 @@ class Runner:
         path = dict(zip(self.common_args[::2], self.common_args[1::2])).get("-data_path")
         if path is None:
             return
-        for bias in (False, True):
-            key = (str(Path(path).resolve()), bias)
-            if key not in self.datasets:
-                try:
-                    self.datasets[key] = utils.load_dataset(path, bias=bias)
-                except utils.DataError:
-                    return  # each run says so in its log
+        plain, with_bias = (str(Path(path).resolve()), False), (str(Path(path).resolve()), True)
+        if plain not in self.datasets:
+            try:
+                self.datasets[plain] = utils.load_dataset(path)
+            except utils.DataError:
+                return  # each run says so in its log
+        if with_bias not in self.datasets:  # what load_dataset(path, bias=True) gives
+            self.datasets[with_bias] = {split: (utils.with_bias_column(X), y)
+                                        for split, (X, y) in self.datasets[plain].items()}
 
     def _share_datasets(self):
         """In a forked run: utils' loader returns the preloaded split for the same file (the
@@ -624,11 +653,11 @@ def run_all(sweeps, runner, log=log_line, seeds=(COURSE_SEED,)):
     reuse(list(queue))
 
     def next_run():
-        """The needed runs first; then the longest known (a long run started last would run
-        on alone), a configuration never timed counting as longest."""
+        """The needed runs first; then the longest (a long run started last would run on
+        alone): as timed in this call or an earlier one, else as `rough_seconds` guesses."""
         def priority(item):
             i, run = item
-            return run.config not in needed, -estimates.get(run.config, math.inf), i
+            return run.config not in needed, -estimates.get(run.config, rough_seconds(run)), i
         return queue.pop(min(enumerate(queue), key=priority)[0])
 
     expected = {key: max((len({r for r in expand(sweep.build(base)) if r not in seen})

@@ -194,7 +194,7 @@ def load_dataset(path=DEFAULT_DATA_PATH, bias=False):
                     raise DataError(f"{path}: '{xkey}' has {len(X)} examples but '{ykey}' has "
                                     f"{len(y)} labels")
                 if bias:
-                    X = np.hstack((X, np.ones((X.shape[0], 1))))
+                    X = with_bias_column(X)
                 splits[split] = (X, y)
                 labels.append(y)
     except DataError:
@@ -207,6 +207,11 @@ def load_dataset(path=DEFAULT_DATA_PATH, bias=False):
         raise DataError(f"{path}: the splits have different feature counts {widths}")
     _check_classes(path, [ykey for _, ykey in names.values()], labels)
     return {split: (X, y.astype(np.int64)) for split, (X, y) in splits.items()}
+
+
+def with_bias_column(X):
+    """X (N, D) -> (N, D + 1): a trailing column of ones, the bias feature."""
+    return np.hstack((X, np.ones((X.shape[0], 1))))
 
 
 def find_dataset(path=None):
@@ -287,7 +292,7 @@ def load_regression_data(bias=False, path="ames.npz"):
                     raise DataError(f"{path}: 'X{split}' has shape {X.shape} for {len(y)} "
                                     f"targets; expected (N, D) with N = {len(y)}")
                 if bias:
-                    X = np.hstack((X, np.ones((X.shape[0], 1))))
+                    X = with_bias_column(X)
                 splits[split] = (X, y)
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
         raise DataError(f"{path}: cannot be read as a .npz file ({type(err).__name__}: "

@@ -211,20 +211,26 @@ class ManualSGD:
             logp = torch.empty(len(y), len(self.output[1]), dtype=self.output[1].dtype,
                                device=y.device)  # (N, C), filled batch by batch
             grad_logp = torch.empty_like(logp)  # (N, C) d(loss)/d(log-probabilities)
-            self.views = (y, logp, grad_logp, self.gold_values(len(y)), y.split(B),
-                          logp.split(B), grad_logp.split(B))
+            self.views = (y, logp, grad_logp, self.gold_values(len(y)),
+                          y.split(B) if B > 1 else None, logp.split(B), grad_logp.split(B))
         _, logp, grad_logp, gold, y_views, logp_views, grad_views = self.views
         grad_logp.zero_().scatter_(1, y[:, None], gold)
-        losses = []
         plain = weight_decay == 0 and momentum == 0
+        # Plain SGD with batches of one: each bias steps by its gradient's (1, H) row through
+        # a (1, H) view, where autograd first sums the batch's one row (which gives that row;
+        # a zero's sign aside, which leaves param - lr * 0 the same).
+        sum_bias = not (plain and B == 1)
+        targets = self.params if sum_bias else \
+            [p.view(1, -1) if p.dim() == 1 else p for p in self.params]
+        step, losses = self.step, []
         # inference mode: no autograd bookkeeping at all (cheaper per call than no_grad)
         with torch.inference_mode():
-            for X_b, y_b, grad_b, logp_b in zip(X_batches, y_views, grad_views, logp_views):
-                grads = self.step(X_b, grad_b, logp_b)
+            for i, (X_b, grad_b, logp_b) in enumerate(zip(X_batches, grad_views, logp_views)):
+                grads = step(X_b, grad_b, logp_b, sum_bias)
                 if B > 1:
-                    losses.append(F.nll_loss(logp_b, y_b))
+                    losses.append(F.nll_loss(logp_b, y_views[i]))
                 if plain:
-                    for param, grad in zip(self.params, grads):
+                    for param, grad in zip(targets, grads):
                         param.add_(grad, alpha=-lr)
                     continue
                 for i, (param, grad) in enumerate(zip(self.params, grads)):
@@ -259,39 +265,35 @@ class ManualSGD:
             values[start:] = grad[0, 0]
         return values
 
-    def step(self, X, grad_logp, logp):
+    def step(self, X, grad_logp, logp, sum_bias=True):
         """Forward and backward on the batch X (B, D), given d(loss)/d(log-probabilities)
         grad_logp (B, C); writes the log-probabilities into logp (B, C) and returns the
-        gradients in parameter order."""
-        inputs, outputs, noises = [], [], []
+        gradients in parameter order (a bias's as the (B, H) rows to sum if not sum_bias)."""
+        saved = []  # per hidden layer: its input, its output, dropout's noise
         a = X
         for weight, bias, activation, _, _, p in self.layers:
-            inputs.append(a)
             h = activation(F.linear(a, weight, bias))  # (B, H)
-            outputs.append(h)
             noise = None
             if p > 0 and self.model.training:  # eval mode: dropout returns its input, draws nothing
                 noise = torch.empty_like(h).bernoulli_(1 - p)
                 noise.div_(1 - p)
-                a = h * noise
-            else:
-                a = h
-            noises.append(noise)
+            saved.append((a, h, noise))
+            a = h if noise is None else h * noise
         weight, bias = self.output
         torch.log_softmax(F.linear(a, weight, bias), 1, out=logp)  # (B, C)
         g = torch._log_softmax_backward_data(grad_logp, logp, 1, logp.dtype)  # (B, C)
-        grads = [g.sum(0), g.t().mm(a)]  # bias, weight: in reverse parameter order
-        for i in reversed(range(len(self.layers))):
+        grads = [g.sum(0) if sum_bias else g, g.t().mm(a)]  # bias, weight: reverse order
+        for layer, (layer_input, h, noise) in zip(reversed(self.layers), reversed(saved)):
             # autograd's gradient of addmm(bias, a, weight.t()) with respect to a
             if a.stride(0) == 1 and a.stride(1) == a.shape[0]:  # a column-major a (one column)
                 g = weight.t().mm(g.t()).t()
             else:
                 g = g.mm(weight)
-            if noises[i] is not None:
-                g = g * noises[i]
-            weight, _, _, backward, extra, _ = self.layers[i]
-            g = backward(g, outputs[i], *extra)
-            a = inputs[i]
-            grads += [g.sum(0), g.t().mm(a)]
+            if noise is not None:
+                g = g * noise
+            weight, _, _, backward, extra, _ = layer
+            g = backward(g, h, *extra)
+            a = layer_input
+            grads += [g.sum(0) if sum_bias else g, g.t().mm(a)]
         grads.reverse()
         return grads

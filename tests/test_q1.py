@@ -389,6 +389,9 @@ def test_mlp_train_epoch_and_predict():
         np.testing.assert_array_equal(p, q)
     labels = model.forward(X)[0].argmax(axis=1)
     np.testing.assert_array_equal(model.predict(X), labels)
+    for rows in (1, 7, 30):  # a few rows at a time: every row, in order, the last chunk short
+        np.testing.assert_array_equal(model.predict(X, rows=rows), labels)
+    assert model.predict(X[:0]).shape == (0,)
     assert model.evaluate(X, y) == np.mean(labels == y)
 
 
