@@ -21,6 +21,7 @@ resumes.
 import argparse
 import ast
 import hashlib
+import io
 import json
 import math
 import os
@@ -380,8 +381,15 @@ class Runner:
             if self._modules is None:
                 import matplotlib
                 matplotlib.use("Agg")
-                import matplotlib.pyplot  # noqa: F401
+                import matplotlib.pyplot as plt
                 import torch._dynamo  # noqa: F401
+                # one figure drawn in both formats here loads the fonts and renderers once,
+                # for every forked run, instead of in each run's first figure
+                fig = plt.figure(figsize=(1, 1))
+                fig.gca().plot([0, 1], label="warm-up")
+                for fmt in ("pdf", "png"):
+                    fig.savefig(io.BytesIO(), format=fmt)
+                plt.close(fig)
                 self._modules = {}
                 self._preload()
             if script not in self._modules:
