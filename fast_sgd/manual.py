@@ -217,8 +217,9 @@ class ManualSGD:
         grad_logp.zero_().scatter_(1, y[:, None], gold)
         plain = weight_decay == 0 and momentum == 0
         # Plain SGD with batches of one: each bias steps by its gradient's (1, H) row through
-        # a (1, H) view, where autograd first sums the batch's one row (which gives that row;
-        # a zero's sign aside, which leaves param - lr * 0 the same).
+        # a (1, H) view, where autograd first sums the batch's one row: the same values (the
+        # sum only turns -0.0 into 0.0, and a parameter plus -lr times either zero is the same
+        # unless it is -0.0 itself, which no parameter is). See README.md.
         sum_bias = not (plain and B == 1)
         targets = self.params if sum_bias else \
             [p.view(1, -1) if p.dim() == 1 else p for p in self.params]
