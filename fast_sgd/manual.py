@@ -226,10 +226,10 @@ class ManualSGD:
         step, losses = self.step, []
         # inference mode: no autograd bookkeeping at all (cheaper per call than no_grad)
         with torch.inference_mode():
-            for i, (X_b, grad_b, logp_b) in enumerate(zip(X_batches, grad_views, logp_views)):
+            for k, (X_b, grad_b, logp_b) in enumerate(zip(X_batches, grad_views, logp_views)):
                 grads = step(X_b, grad_b, logp_b, sum_bias)
                 if B > 1:
-                    losses.append(F.nll_loss(logp_b, y_views[i]))
+                    losses.append(F.nll_loss(logp_b, y_views[k]))
                 if plain:
                     for param, grad in zip(targets, grads):
                         param.add_(grad, alpha=-lr)

@@ -19,6 +19,7 @@ import sys
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader
 
@@ -162,6 +163,35 @@ def test_training_is_the_courses_flow(tiny_data, case, dropout, impl):
     for key in CURVES:
         assert history[key] == expected[key], key
     assert_same_training(model, optim, oracle, oracle_optim)
+
+
+@pytest.mark.parametrize("case", ["logreg-batch1", "mlp-hidden1-batch1"])
+def test_batch_of_one_biases_step_by_their_gradient_rows_bit_for_bit(tiny_data, case):
+    """Plain SGD at batch 1: ManualSGD steps each bias by its gradient's one row, without
+    autograd's sum over the batch. The same bits as the same steps with that sum, on any
+    machine (every other kernel and operand is the same)."""
+    config = CASES[case]
+    model, optim, criterion, dataset = build_run(tiny_data, **config)
+    trainer = manual.ManualSGD.build(model, optim, criterion, batch_size=1)
+    summed = copy.deepcopy(trainer)
+    batches = manual.ShuffledBatches(dataset.X, dataset.y, 1)
+    X_batches, y = batches()
+    rng = torch.get_rng_state()  # dropout's draws, the same for both
+    losses = trainer.epoch(lambda: (X_batches, y)).tolist()
+
+    torch.set_rng_state(rng)
+    lr = optim.param_groups[0]["lr"]
+    logp, gold = torch.empty(len(y), 3), summed.gold_values(len(y))
+    grad_logp = torch.zeros(len(y), 3).scatter_(1, y[:, None], gold)
+    with torch.inference_mode():
+        for X_b, grad_b, logp_b in zip(X_batches, grad_logp.split(1), logp.split(1)):
+            grads = summed.step(X_b, grad_b, logp_b, sum_bias=True)
+            for param, grad in zip(summed.params, grads):
+                param.add_(grad, alpha=-lr)
+    assert losses == F.nll_loss(logp, y, reduction="none").tolist()
+    for p, q in zip(trainer.params, summed.params):
+        assert p.shape == q.shape and torch.equal(p.view(-1).view(torch.int32),
+                                                  q.view(-1).view(torch.int32))
 
 
 def nudge_output_bias_gradient(monkeypatch):
