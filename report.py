@@ -205,15 +205,18 @@ def plan(extras):
 # Rough seconds per epoch of each script's models at their defaults, only to start the long
 # runs first while none of a configuration has been timed yet (a poor guess costs some idle
 # time at the end, nothing else).
-ROUGH_EPOCH_SECONDS = {("hw1-q1.py", "perceptron"): 0.4, ("hw1-q1.py", "logistic_regression"): 0.6,
-                       ("hw1-q1.py", "mlp"): 3.0, ("hw1-q2.py", "logistic_regression"): 1.0,
-                       ("hw1-q2.py", "mlp"): 0.8}
+ROUGH_EPOCH_SECONDS = {
+    ("hw1-q1.py", "perceptron"): 0.4, ("hw1-q1.py", "logistic_regression"): 0.6,
+    ("hw1-q1.py", "mlp"): 3.0, ("hw1-q2.py", "logistic_regression"): 1.0,
+    ("hw1-q2.py", "mlp"): 0.8,
+}
 DEFAULT_BATCH_SIZE = {"logistic_regression": 1, "mlp": 16}  # hw1-q2.py's
 
 
 def rough_seconds(run):
-    """A guess of the run's length: the model's rough epoch time, scaled for a network by its
-    hidden units times layers (half of it), and for hw1-q2 by the batches per epoch."""
+    """A guess of the run's length in seconds: epochs times the model's rough epoch time,
+    for a network half fixed and half in proportion to its hidden units times layers, and for
+    hw1-q2 in proportion to the batches per epoch."""
     flags = {**SCRIPT_DEFAULTS.get(run.script, {}), **run.flags}
     seconds = ROUGH_EPOCH_SECONDS.get((run.script, run.model), 1.0)
     try:
