@@ -230,6 +230,8 @@ def test_runs_start_longest_first_before_any_is_timed():
     assert report.rough_seconds(report.q1("mlp", epochs=40)) == \
         2 * report.rough_seconds(report.q1("mlp"))
 
+    assert report.DEFAULT_BATCH_SIZE == utils.load_script("hw1-q2.py").DEFAULT_BATCH_SIZE
+
     started.clear()  # two seeds: a configuration's first time orders its other seed's run
     report.run_all(sweeps[:1], InstantRunner(), log=lambda *a: None, seeds=(42, 1))
     perceptron, logistic, mlp = numpy_runs
