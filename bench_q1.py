@@ -18,6 +18,7 @@ import sys
 import time
 
 import utils
+from runkit import flags
 
 MODELS = ("perceptron", "logistic_regression", "mlp")
 
@@ -63,7 +64,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--models", nargs="+", default=list(MODELS), choices=MODELS,
                         help="models to time (default: all)")
-    parser.add_argument("--epochs", type=utils.positive_int, default=2,
+    parser.add_argument("--epochs", type=flags.positive_int, default=2,
                         help="epochs per path; the fastest is reported (default: %(default)s)")
     parser.add_argument("-data_path", default=None,
                         help="dataset (default: $KMNIST_NPZ, else Kuzushiji-MNIST.npz here or "

@@ -22,6 +22,7 @@ import sys
 import time
 
 import utils
+from runkit import flags
 
 CASES = {  # Q2.1 and Table 1's defaults
     "logistic_regression": {"batch_size": 1, "learning_rate": 0.001},
@@ -90,7 +91,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--cases", nargs="+", default=list(CASES), choices=list(CASES),
                         help="what to time (default: both)")
-    parser.add_argument("--epochs", type=utils.positive_int, default=2,
+    parser.add_argument("--epochs", type=flags.positive_int, default=2,
                         help="epochs per flow; the fastest is reported (default: %(default)s)")
     parser.add_argument("-data_path", default=None,
                         help="dataset (default: $KMNIST_NPZ, else Kuzushiji-MNIST.npz here or "

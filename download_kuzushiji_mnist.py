@@ -24,8 +24,10 @@ from pathlib import Path
 
 import numpy as np
 
-from utils import (COURSE_KEYS, OutputError, atomic_path, fail, new_folders, os_error_in,
-                   remove_empty, remove_stale_temps, run_command, writable_dir)
+from runkit.errors import OutputError, fail, run_command
+from runkit.files import (atomic_path, new_folders, os_error_in, remove_empty, remove_stale_temps,
+                          writable_dir)
+from utils import COURSE_KEYS
 
 URL_BASE = "http://codh.rois.ac.jp/kmnist/dataset/kmnist/"
 DEFAULT_OUTPUT = "Kuzushiji-MNIST.npz"

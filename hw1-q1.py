@@ -14,12 +14,12 @@ fast_sgd/blocked.py, which computes the same updates, up to rounding, a block of
 time (the perceptron: the same loop, without reordering a copy of X first).
 """
 import argparse
-import time
 
 import numpy as np
 
 import utils
-from fast_sgd import blocked
+from fast_sgd import Engine, TrainingPath, blocked
+from runkit import epoch_log, errors, files, flags, records
 
 
 # ----------------------------------------------------------------------------- layers
@@ -188,91 +188,62 @@ def parameters(model):
 
 def train(model, data, epochs=20, impl="fast", learning_rate=0.001, l2_penalty=0.0):
     """The course's loop: per epoch, shuffle, one pass of per-example SGD, train and dev
-    accuracy. Returns the run's record: curves, test accuracy, and which path trained.
-    (The perceptron takes no learning rate, and only logistic regression an L2 penalty.)"""
+    accuracy. Returns the run's record (runkit.epoch_log): curves, test accuracy, the path that
+    trained. (The perceptron takes no learning rate, and only logistic regression an L2
+    penalty.)"""
     train_X, train_y = data["train"]
     dev_X, dev_y = data["dev"]
     test_X, test_y = data["test"]
     engine_name = {Perceptron: "perceptron", LogisticRegression: "logistic_regression",
                    MLP: "mlp"}.get(type(model))
     fast = impl == "fast" and engine_name is not None
-    n_classes = len(parameters(model)[-1])
-    record = {"path": "fast: fast_sgd/blocked.py" if fast else "reference: per-example loop",
-              "epochs": [], "train_acc": [], "valid_acc": [], "train_loss": [],
-              "weight_norm": [], "epoch_seconds": [], "diverged": False}
-    print(f"training path: {record['path']}")
+    log = epoch_log.EpochLog(TrainingPath(Engine.BLOCKED if fast else Engine.PER_EXAMPLE),
+                              n_classes=len(parameters(model)[-1]),
+                              advice=not isinstance(model, Perceptron),
+                              unbounded_epochs=1 if isinstance(model, MLP) else 0)
     kwargs = {"learning_rate": learning_rate, "l2_penalty": l2_penalty}
     # The course reorders the training set each epoch (train_X = train_X[permutation]); the
     # composed order visits the same sequence without copying X every epoch.
     order = np.arange(len(train_y))
-    started = time.perf_counter()
-    for epoch in range(1, epochs + 1):
+    for _ in range(epochs):
         order = order[np.random.permutation(len(order))]
-        epoch_start = time.perf_counter()
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
             if fast:
                 loss = blocked.sgd_epoch(engine_name, parameters(model), train_X, train_y,
                                          order, **kwargs)
             else:
                 loss = model.train_epoch(train_X[order], train_y[order], **kwargs)
-            seconds = time.perf_counter() - epoch_start
-            train_acc, valid_acc = model.evaluate(train_X, train_y), model.evaluate(dev_X, dev_y)
-            if isinstance(model, LinearModel):
-                record["weight_norm"].append(float(np.linalg.norm(model.W)))
-        # the MLP starts far above the uniform guess's loss (its weights are N(0.1, 0.1^2)),
-        # so its first epoch's mean loss is not held to the bound
-        weights_finite = all(np.isfinite(p).all() for p in parameters(model))
-        record["diverged"] |= utils.flag_divergence(
-            epoch, loss, weights_finite, n_classes, record["diverged"],
-            advice=not isinstance(model, Perceptron),
-            bound_loss=not (isinstance(model, MLP) and epoch == 1))
-        for key, value in (("epochs", epoch), ("train_acc", train_acc), ("valid_acc", valid_acc),
-                           ("train_loss", loss), ("epoch_seconds", seconds)):
-            record[key].append(value)
-        loss_text = "" if loss is None else f" | train loss {loss:.4f}"
-        print(f"epoch {epoch:3d}{loss_text} | train acc {train_acc:.4f} | dev acc "
-              f"{valid_acc:.4f} | {seconds:.2f} s", flush=True)
+            log.epoch(all(np.isfinite(p).all() for p in parameters(model)), train_loss=loss,
+                      train_acc=model.evaluate(train_X, train_y),
+                      valid_acc=model.evaluate(dev_X, dev_y),
+                      weight_norm=(float(np.linalg.norm(model.W))
+                                   if isinstance(model, LinearModel) else None))
     with np.errstate(over="ignore", invalid="ignore"):
-        record["test_acc"] = model.evaluate(test_X, test_y)
-    record["train_seconds"] = time.perf_counter() - started
-    for key in ("train_loss", "weight_norm"):
-        if not record[key] or record[key][0] is None:
-            record[key] = None  # the perceptron has no loss, the MLP no single weight matrix
-    return record
-
-
-def figures(record):
-    """The run's figures for utils.save_run: accuracy, and loss and weight norm where defined."""
-    figs = {"accuracy": ("Accuracy", {"train": record["train_acc"], "dev": record["valid_acc"]})}
-    if record["train_loss"] is not None:
-        figs["loss"] = ("Training loss", {"train": record["train_loss"]})
-    if record["weight_norm"] is not None:
-        figs["weight_norm"] = ("||W||_F", {"W": record["weight_norm"]})
-    return figs
+        return log.finish(test_acc=model.evaluate(test_X, test_y))
 
 
 def build_parser():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("model", choices=("perceptron", "logistic_regression", "mlp"),
                         help="which model to train")
-    utils.add_flag(parser, "epochs", type=utils.positive_int, default=20,
+    flags.add_flag(parser, "epochs", type=flags.positive_int, default=20,
                    help="number of epochs (default: %(default)s)")
-    utils.add_flag(parser, "learning_rate", type=utils.positive_float, default=0.001,
+    flags.add_flag(parser, "learning_rate", type=flags.positive_float, default=0.001,
                    help="SGD step size of logistic regression and the MLP (default: %(default)s)")
-    utils.add_flag(parser, "l2_penalty", type=utils.nonnegative_float, default=0.0,
+    flags.add_flag(parser, "l2_penalty", type=flags.nonnegative_float, default=0.0,
                    help="logistic regression: adds l2_penalty/2 ||W||^2 to the loss "
                         "(default: %(default)s)")
-    utils.add_flag(parser, "hidden_size", type=utils.positive_int, default=200,
+    flags.add_flag(parser, "hidden_size", type=flags.positive_int, default=200,
                    help="MLP: units per hidden layer (default: %(default)s)")
-    utils.add_flag(parser, "layers", type=utils.positive_int, default=1,
+    flags.add_flag(parser, "layers", type=flags.positive_int, default=1,
                    help="MLP: number of hidden layers (default: %(default)s)")
-    utils.add_flag(parser, "data_path", default=utils.DEFAULT_DATA_PATH,
+    flags.add_flag(parser, "data_path", default=utils.DEFAULT_DATA_PATH,
                    help="dataset file (default: %(default)s)")
-    utils.add_flag(parser, "output_dir", default="results",
+    flags.add_flag(parser, "output_dir", default="results",
                    help="where the figures and the JSON record go (default: %(default)s)")
-    utils.add_flag(parser, "seed", type=utils.seed_value, default=42,
+    flags.add_flag(parser, "seed", type=flags.seed_value, default=42,
                    help="random seed (default: %(default)s)")
-    utils.add_flag(parser, "impl", choices=("fast", "reference"), default="fast",
+    flags.add_flag(parser, "impl", choices=("fast", "reference"), default="fast",
                    help="fast: fast_sgd/blocked.py, the same updates up to rounding "
                         "(default); reference: the per-example loop of this file")
     return parser
@@ -286,10 +257,10 @@ def main(argv=None):
         n_classes = utils.class_count(data)
         n_features = data["train"][0].shape[1]
         if args.model == "mlp":
-            utils.check_mlp_size(data, args.hidden_size, args.layers, itemsize=8)
-        utils.writable_dir(args.output_dir)  # now, not after training
-    except utils.RunError as err:
-        utils.fail(str(err))
+            errors.check_mlp_size(data, args.hidden_size, args.layers, itemsize=8)
+        files.writable_dir(args.output_dir)  # now, not after training
+    except errors.RUN_ERRORS as err:
+        errors.fail(str(err))
     utils.configure_seed(args.seed)
     if args.model == "perceptron":
         model = Perceptron(n_classes, n_features)
@@ -304,14 +275,14 @@ def main(argv=None):
     config = vars(args)
     record = {"model": args.model, "config": config, **record}
     defaults = {key: parser.get_default(key) for key in config}
-    name = utils.run_name(f"q1-{args.model}", config, defaults)
+    name = records.run_name(f"q1-{args.model}", config, defaults)
     try:
-        paths = utils.save_run(args.output_dir, name, record, figures(record))
-    except utils.OutputError as err:
-        utils.fail(str(err))
+        paths = records.save_run(args.output_dir, name, record, epoch_log.figures(record))
+    except errors.OutputError as err:
+        errors.fail(str(err))
     print(f"Saved {', '.join(str(p) for p in paths)}")
     return record
 
 
 if __name__ == "__main__":
-    utils.run_command(main)
+    errors.run_command(main)

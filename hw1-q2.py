@@ -14,14 +14,14 @@ without autograd's per-step bookkeeping.
 Shapes: N examples, D features, H hidden units, C classes, B examples per batch.
 """
 import argparse
-import time
 
 import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
 import utils
-from fast_sgd import manual
+from fast_sgd import Engine, TrainingPath, manual
+from runkit import epoch_log, errors, files, flags, records
 
 # -batch_size when not given: Q2.1 asks for 1 with logistic regression, Table 1 gives 16
 DEFAULT_BATCH_SIZE = {"logistic_regression": 1, "mlp": 16}
@@ -97,78 +97,72 @@ def evaluate_with_loss(model, X, y, criterion):
 
 
 def train(model, optimizer, criterion, dataset, epochs, batch_size, device, impl):
-    """The course's training loop; returns the run's history (curves, seconds, path)."""
+    """The course's training loop: per epoch, train_batch on every batch, then the dev loss
+    and accuracy. Returns the run's record (runkit.epoch_log), with the test accuracy and the
+    final training accuracy."""
+    train_X, train_y = dataset.X.to(device), dataset.y.to(device)
     dev_X, dev_y = dataset.dev_X.to(device), dataset.dev_y.to(device)
     run_epoch = None
     if impl == "fast":
-        run_epoch, path = manual.fast_epochs(model, optimizer, criterion, dataset.X.to(device),
-                                             dataset.y.to(device), batch_size, train_batch)
+        run_epoch, path = manual.fast_epochs(model, optimizer, criterion, train_X, train_y,
+                                             batch_size, train_batch)
     if run_epoch is None:  # the course's DataLoader flow
         train_dataloader = DataLoader(dataset, batch_size=batch_size, shuffle=True)
-        path = path if impl == "fast" else "reference: DataLoader and autograd"
+        if impl != "fast":
+            path = TrainingPath(Engine.DATALOADER)
 
         def run_epoch():
             return torch.tensor([train_batch(X_batch.to(device), y_batch.to(device), model,
                                              optimizer, criterion)
                                  for X_batch, y_batch in train_dataloader], dtype=torch.float64)
-    print(f"training path: {path}")
 
-    history = {"path": path, "train_loss": [], "valid_loss": [], "valid_acc": [],
-               "epoch_seconds": [], "diverged": False}
     n_classes = len(list(model.parameters())[-1])  # the output layer's bias: (C,)
-    started = time.perf_counter()
-    for epoch in range(1, epochs + 1):
-        epoch_start = time.perf_counter()
+    log = epoch_log.EpochLog(path, n_classes)
+    for _ in range(epochs):
         train_loss = run_epoch().mean().item()  # over this epoch's batches
         valid_loss, valid_acc = evaluate_with_loss(model, dev_X, dev_y, criterion)
-        seconds = time.perf_counter() - epoch_start
-        for key, value in (("train_loss", train_loss), ("valid_loss", valid_loss),
-                           ("valid_acc", valid_acc), ("epoch_seconds", seconds)):
-            history[key].append(value)
-        print(f"epoch {epoch:3d} | train loss {train_loss:.4f} | dev loss {valid_loss:.4f} | "
-              f"dev acc {valid_acc:.4f} | {seconds:.2f} s", flush=True)
-        weights_finite = all(torch.isfinite(p).all() for p in model.parameters())
-        history["diverged"] |= utils.flag_divergence(epoch, train_loss, weights_finite,
-                                                     n_classes, history["diverged"])
-    history["train_seconds"] = time.perf_counter() - started
-    return history
+        log.epoch(all(torch.isfinite(p).all() for p in model.parameters()),
+                  train_loss=train_loss, valid_loss=valid_loss, valid_acc=valid_acc)
+    return log.finish(test_acc=evaluate(model, dataset.test_X.to(device),
+                                        dataset.test_y.to(device)),
+                      final_train_acc=evaluate(model, train_X, train_y))
 
 
 def build_parser():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("model", choices=("logistic_regression", "mlp"),
                         help="which model to train")
-    utils.add_flag(parser, "epochs", type=utils.positive_int, default=20,
+    flags.add_flag(parser, "epochs", type=flags.positive_int, default=20,
                    help="number of epochs (default: %(default)s)")
-    utils.add_flag(parser, "batch_size", type=utils.positive_int, default=None,
+    flags.add_flag(parser, "batch_size", type=flags.positive_int, default=None,
                    help="examples per batch (default: 1 for logistic_regression as Q2.1 asks, "
                         "16 for mlp as Table 1 gives)")
-    utils.add_flag(parser, "learning_rate", type=utils.float32_positive, default=0.01,
+    flags.add_flag(parser, "learning_rate", type=flags.float32_positive, default=0.01,
                    help="learning rate (default: %(default)s)")
-    utils.add_flag(parser, "l2_decay", type=utils.float32_nonnegative, default=0.0,
+    flags.add_flag(parser, "l2_decay", type=flags.float32_nonnegative, default=0.0,
                    help="L2 weight decay, the optimizer's weight_decay (default: %(default)s)")
-    utils.add_flag(parser, "hidden_size", "hidden_sizes", type=utils.positive_int, default=100,
+    flags.add_flag(parser, "hidden_size", "hidden_sizes", type=flags.positive_int, default=100,
                    help="mlp: units per hidden layer; -hidden_sizes is the skeleton's spelling "
                         "(default: %(default)s)")
-    utils.add_flag(parser, "layers", type=utils.positive_int, default=1,
+    flags.add_flag(parser, "layers", type=flags.positive_int, default=1,
                    help="mlp: number of hidden layers (default: %(default)s)")
-    utils.add_flag(parser, "dropout", type=utils.probability, default=0.3,
+    flags.add_flag(parser, "dropout", type=flags.probability, default=0.3,
                    help="mlp: dropout probability, in [0, 1) (default: %(default)s)")
-    utils.add_flag(parser, "activation", choices=("relu", "tanh"), default="relu",
+    flags.add_flag(parser, "activation", choices=("relu", "tanh"), default="relu",
                    help="mlp: hidden activation (default: %(default)s)")
-    utils.add_flag(parser, "optimizer", choices=("sgd", "adam"), default="sgd",
+    flags.add_flag(parser, "optimizer", choices=("sgd", "adam"), default="sgd",
                    help="optimizer (default: %(default)s)")
-    utils.add_flag(parser, "momentum", type=utils.probability, default=0.0,
+    flags.add_flag(parser, "momentum", type=flags.probability, default=0.0,
                    help="SGD momentum, in [0, 1) (the 2024-25 edition's; default: %(default)s)")
-    utils.add_flag(parser, "seed", type=utils.seed_value, default=42,
+    flags.add_flag(parser, "seed", type=flags.seed_value, default=42,
                    help="seeds Python, numpy and torch (default: %(default)s)")
-    utils.add_flag(parser, "data_path", default=utils.DEFAULT_DATA_PATH,
+    flags.add_flag(parser, "data_path", default=utils.DEFAULT_DATA_PATH,
                    help="dataset file (default: %(default)s)")
-    utils.add_flag(parser, "output_dir", default="results",
+    flags.add_flag(parser, "output_dir", default="results",
                    help="where the figures and the JSON record go (default: %(default)s)")
-    utils.add_flag(parser, "device", type=utils.torch_device, default="auto",
+    flags.add_flag(parser, "device", type=flags.torch_device, default="auto",
                    help="torch device; auto picks cuda when available (default: %(default)s)")
-    utils.add_flag(parser, "impl", choices=("fast", "reference"), default="fast",
+    flags.add_flag(parser, "impl", choices=("fast", "reference"), default="fast",
                    help="fast: fast_sgd's epochs, the same numbers (default); reference: the "
                         "course's DataLoader loop")
     return parser
@@ -185,8 +179,8 @@ def parse_args(argv=None):
     defaults["batch_size"] = DEFAULT_BATCH_SIZE[args.model]
     if args.batch_size is None:
         args.batch_size = defaults["batch_size"]
-    defaults["device"] = utils.resolve_device("auto")
-    args.device = utils.resolve_device(args.device)
+    defaults["device"] = flags.resolve_device("auto")
+    args.device = flags.resolve_device(args.device)
     return args, defaults
 
 
@@ -198,10 +192,10 @@ def main(argv=None):
         n_classes = utils.class_count(data)
         n_features = data["train"][0].shape[1]
         if args.model == "mlp":
-            utils.check_mlp_size(data, args.hidden_size, args.layers, itemsize=4)
-        utils.writable_dir(args.output_dir)  # now, not after training
-    except utils.RunError as err:
-        utils.fail(str(err))
+            errors.check_mlp_size(data, args.hidden_size, args.layers, itemsize=4)
+        files.writable_dir(args.output_dir)  # now, not after training
+    except errors.RUN_ERRORS as err:
+        errors.fail(str(err))
     # MKL's products round differently with one thread and with two: one thread, which every
     # machine has, makes a run's numbers independent of the core count
     torch.set_num_threads(1)
@@ -221,31 +215,22 @@ def main(argv=None):
                                      weight_decay=args.l2_decay)
     criterion = nn.CrossEntropyLoss()
 
-    history = train(model, optimizer, criterion, dataset, args.epochs, args.batch_size,
-                    args.device, args.impl)
-    final_train_acc = evaluate(model, dataset.X.to(args.device), dataset.y.to(args.device))
-    test_acc = evaluate(model, dataset.test_X.to(args.device), dataset.test_y.to(args.device))
-    print(f"Final train acc: {final_train_acc:.4f}")
-    print(f"Final test acc: {test_acc:.4f}")
-    print(f"Training time: {history['train_seconds']:.2f} s")
+    record = train(model, optimizer, criterion, dataset, args.epochs, args.batch_size,
+                   args.device, args.impl)
+    print(f"Final train acc: {record['final_train_acc']:.4f}")
+    print(f"Final test acc: {record['test_acc']:.4f}")
+    print(f"Training time: {record['train_seconds']:.2f} s")
 
     config = vars(args)
-    record = {"model": args.model, "config": config, "path": history["path"],
-              "epochs": list(range(1, args.epochs + 1)), "train_loss": history["train_loss"],
-              "valid_loss": history["valid_loss"], "valid_acc": history["valid_acc"],
-              "final_train_acc": final_train_acc, "test_acc": test_acc,
-              "train_seconds": history["train_seconds"], "epoch_seconds": history["epoch_seconds"],
-              "diverged": history["diverged"]}
-    figures = {"loss": ("Loss", {"train": history["train_loss"], "dev": history["valid_loss"]}),
-               "accuracy": ("Dev accuracy", {"dev": history["valid_acc"]})}
-    name = utils.run_name(f"q2-{args.model}", config, defaults)
+    record = {"model": args.model, "config": config, **record}
+    name = records.run_name(f"q2-{args.model}", config, defaults)
     try:
-        paths = utils.save_run(args.output_dir, name, record, figures)
-    except utils.RunError as err:
-        utils.fail(str(err))
+        paths = records.save_run(args.output_dir, name, record, epoch_log.figures(record))
+    except errors.RUN_ERRORS as err:
+        errors.fail(str(err))
     print(f"Saved {', '.join(str(p) for p in paths)}")
     return record
 
 
 if __name__ == "__main__":
-    utils.run_command(main)
+    errors.run_command(main)

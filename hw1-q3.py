@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 import utils
+from runkit import errors, files, flags
 
 FD_STEP = 1e-5          # centred finite differences in float64
 FD_TOL = 1e-6           # relative error allowed between an analytic derivative and its FD estimate
@@ -635,7 +636,7 @@ def plot_interval(output_dir, A=0, B=0):
     paths = []
     for suffix in (".pdf", ".png"):
         path = Path(output_dir) / f"q3-2023-24-interval-D2-A={A}-B={B}{suffix}"
-        with utils.atomic_path(path) as tmp:
+        with files.atomic_path(path) as tmp:
             fig.savefig(tmp, format=suffix[1:], dpi=120)
         paths.append(path)
     plt.close(fig)
@@ -782,13 +783,13 @@ def main(argv=None):
         description="Check every claim of Question 3 on numbers: one line per claim, PASS or FAIL "
                     "with the measured error; exit status 1 if any claim fails.",
         epilog=_epilog(), formatter_class=argparse.RawDescriptionHelpFormatter)
-    utils.add_flag(parser, "seed", type=utils.seed_value, default=42,
+    flags.add_flag(parser, "seed", type=flags.seed_value, default=42,
                    help="random seed (default: %(default)s)")
-    utils.add_flag(parser, "output_dir", type=Path, default=Path("results"),
+    flags.add_flag(parser, "output_dir", type=Path, default=Path("results"),
                    help="where the 2023-24 figure goes (default: results/)")
-    utils.add_flag(parser, "claim", metavar="NAME", default=None,
+    flags.add_flag(parser, "claim", metavar="NAME", default=None,
                    help="run only this claim, or the claims whose name contains NAME")
-    utils.add_flag(parser, "interval", type=int, nargs=2, metavar=("A", "B"), default=(0, 0),
+    flags.add_flag(parser, "interval", type=int, nargs=2, metavar=("A", "B"), default=(0, 0),
                    help="the interval A <= x1 + x2 <= B drawn in the D = 2 figure "
                         "(default: 0 0, XOR)")
     args = parser.parse_args(argv)
@@ -813,7 +814,7 @@ def main(argv=None):
         try:
             paths = plot_interval(args.output_dir, A, B)
         except OSError as err:
-            utils.fail(f"cannot write the figure to {args.output_dir}: {err}")
+            errors.fail(f"cannot write the figure to {args.output_dir}: {err}")
         print(f"figure: {', '.join(map(str, paths))}")
     failed = sum(not r.passed for r in results)
     print(f"{len(results) - failed} passed, {failed} failed ({time.perf_counter() - start:.1f} s)")
@@ -821,4 +822,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    utils.run_command(main)
+    errors.run_command(main)

@@ -41,6 +41,7 @@ from pathlib import Path
 import numpy as np
 
 import utils
+from runkit import errors, figures, files, flags, records
 
 ROOT = Path(__file__).resolve().parent
 # Linux: runs are forked from this process (fast start, see Runner._fork); elsewhere, where
@@ -52,7 +53,7 @@ COURSE_SEED = 42  # the scripts' default: a run at this seed needs no -seed flag
 DEFAULT_OUTPUT_DIR = Path("report")
 # After Ctrl-C, how long a run gets to stop on its own (and clean up) before it is killed.
 STOP_GRACE_SECONDS = 10
-EXIT_INTERRUPTED = utils.EXIT_INTERRUPTED
+EXIT_INTERRUPTED = errors.EXIT_INTERRUPTED
 KILL = getattr(signal, "SIGKILL", signal.SIGTERM)  # Windows has no SIGKILL
 
 
@@ -354,7 +355,7 @@ class Runner:
                 out.write(f"report.py: {problem}\n")
             return None, seconds, log
         # the stamp goes last: a run interrupted before here is re-run next time
-        with utils.atomic_path(folder / "cache-key") as tmp:
+        with files.atomic_path(folder / "cache-key") as tmp:
             tmp.write_text(self.key(run) + "\n")
         return record, seconds, log
 
@@ -526,7 +527,7 @@ def load_record(folder, run):
     if len(paths) != 1:
         return None, f"{folder}: {len(paths)} records (*.json), not 1"
     try:
-        record = utils.read_record(paths[0])
+        record = records.read_record(paths[0])
     except (OSError, ValueError) as err:  # JSONDecodeError and UnicodeDecodeError included
         return None, f"{paths[0]}: unreadable ({type(err).__name__}: {' '.join(str(err).split())})"
     problem = record_problem(record, run)
@@ -959,7 +960,7 @@ def sweep_figure(sweep, records, seeds=(COURSE_SEED,)):
     title = sweep.title
     if len(seeds) > 1:
         title += f"\n(mean of {len(seeds)} seeds; band: their min to max)"
-    fig = utils.panels_figure(range(1, n_epochs + 1), panels, title=title, colors=colours)
+    fig = figures.panels_figure(range(1, n_epochs + 1), panels, title=title, colors=colours)
     for ax, band in zip(fig.axes, bands):
         for line in ax.get_lines():
             if line.get_label() in band:
@@ -972,7 +973,7 @@ def sweep_figure(sweep, records, seeds=(COURSE_SEED,)):
 def comparison_figure(sweep, records, figures_dir, seeds=(COURSE_SEED,)):
     """Save `sweep_figure` as figures_dir/KEY.pdf and .png, both or neither; returns the paths."""
     fig = sweep_figure(sweep, records, seeds)
-    return [] if fig is None else utils.save_figure(fig, Path(figures_dir) / sweep.key)
+    return [] if fig is None else figures.save_figure(fig, Path(figures_dir) / sweep.key)
 
 
 def short_note(epochs):
@@ -1039,7 +1040,7 @@ def write_report(sweeps, records, failures, output_dir, total_seconds, executed=
                     f"{len(records) + len(failures) - executed} reused)")
                  + f"; the runs' training time adds up to {format_seconds(trained)}.")
     output_dir.mkdir(parents=True, exist_ok=True)
-    with utils.staged_files() as stage:  # both files or neither
+    with files.staged_files() as stage:  # both files or neither
         stage(output_dir / "results.md").write_text("\n".join(lines) + "\n")
         stage(output_dir / "results.tex").write_text("\n".join(tex))
     return output_dir / "results.md"
@@ -1068,21 +1069,21 @@ def parse_args(argv=None):
                     "and tables. Ctrl-C stops it; the same command then resumes, reusing the "
                     "finished runs.")
     # the course's single-dash names, as in hw1-q1.py / hw1-q2.py, with double-dash aliases
-    utils.add_flag(parser, "data_path", default=utils.DEFAULT_DATA_PATH,
+    flags.add_flag(parser, "data_path", default=utils.DEFAULT_DATA_PATH,
                    help="the split built by download_kuzushiji_mnist.py (default: %(default)s)")
-    utils.add_flag(parser, "output_dir", type=Path, default=DEFAULT_OUTPUT_DIR,
+    flags.add_flag(parser, "output_dir", type=Path, default=DEFAULT_OUTPUT_DIR,
                    help="where the runs, figures and results.md go (default: %(default)s)")
-    parser.add_argument("--jobs", type=utils.positive_int, default=os.cpu_count() or 1,
+    parser.add_argument("--jobs", type=flags.positive_int, default=os.cpu_count() or 1,
                         help="runs in parallel, one process each (default: %(default)s, the "
                              "number of CPUs)")
     parser.add_argument("--extras", action="store_true",
                         help="also run the other editions' experiments (L2, batch size, momentum, "
                              "L2 against dropout, adam)")
-    utils.add_flag(parser, "epochs", type=utils.positive_int, default=None,
+    flags.add_flag(parser, "epochs", type=flags.positive_int, default=None,
                    help=f"override every run's epochs, for a quick look; results.md then says "
                         f"its numbers are not comparable with the course's (default: the "
                         f"scripts' own, {COURSE_EPOCHS})")
-    parser.add_argument("--seeds", type=utils.positive_int, default=1, metavar="K",
+    parser.add_argument("--seeds", type=flags.positive_int, default=1, metavar="K",
                         help=f"run every run with K seeds: {COURSE_SEED} (the course's), then 1, "
                              f"2, ..., K-1; the tables add the mean ± sd (min-max) over them "
                              f"and the figures a band (default: %(default)s)")
@@ -1110,12 +1111,12 @@ def main(argv=None):
             # fail now, with the loader's message, not in every run
             split = utils.load_dataset(args.data_path)
         except utils.DataError as err:
-            utils.fail(str(err))
+            errors.fail(str(err))
         try:  # before the first run, not in each
             for folder in (args.output_dir, args.output_dir / "runs", args.output_dir / "figures"):
-                utils.writable_dir(folder)
-        except utils.OutputError as err:
-            utils.fail(str(err))
+                files.writable_dir(folder)
+        except errors.OutputError as err:
+            errors.fail(str(err))
         common = ["-data_path", str(Path(args.data_path).resolve())]
         if args.epochs is not None:
             common += ["-epochs", str(args.epochs)]
@@ -1130,7 +1131,7 @@ def main(argv=None):
                                 time.perf_counter() - start, executed,
                                 command=command_line(args), epochs=args.epochs, seeds=seeds)
         except OSError as err:
-            utils.fail(f"cannot write the report in {args.output_dir}: {err}")
+            errors.fail(f"cannot write the report in {args.output_dir}: {err}")
     except Interrupted as stop:
         return interrupted(f"{stop.done} of {stop.total} runs finished and are kept")
     except KeyboardInterrupt:
@@ -1143,7 +1144,7 @@ def main(argv=None):
     print(f"Wrote {path} and {path.with_suffix('.tex').name} ({len(records)} runs, "
           f"{len(failures)} failed); total: {format_seconds(total)} ({total:.1f} s)")
     if failures:
-        utils.fail(f"{len(failures)} run(s) failed: " + ", ".join(r.label for r in failures))
+        errors.fail(f"{len(failures)} run(s) failed: " + ", ".join(r.label for r in failures))
     return 0
 
 

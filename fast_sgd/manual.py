@@ -23,27 +23,31 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader
 
+from fast_sgd import Engine, TrainingPath
+
 ACTIVATIONS = {nn.ReLU: (torch.relu, torch.ops.aten.threshold_backward.default, (0,)),
                nn.Tanh: (torch.tanh, torch.ops.aten.tanh_backward.default, ())}
 
 
 def fast_epochs(model, optimizer, criterion, X, y, batch_size, train_batch):
     """(epoch, path): epoch() trains one epoch in the course's DataLoader order and returns the
-    per-batch losses (float64); path says which way it trains. None for epoch where the
-    DataLoader's order cannot be reproduced: the caller then runs its own DataLoader flow.
+    per-batch losses (float64); path, a TrainingPath, says which way it trains. epoch is None
+    where the DataLoader's order cannot be reproduced: the caller then runs its own DataLoader
+    flow.
 
     train_batch(X_b, y_b, model, optimizer, criterion) is the course's step.
     """
     if not dataloader_order_matches():
-        return None, "reference: shuffled_order does not reproduce this torch's DataLoader"
+        return None, TrainingPath(Engine.DATALOADER,
+                                  "shuffled_order does not reproduce this torch's DataLoader")
     batches = ShuffledBatches(X, y, batch_size)
     manual = ManualSGD.build(model, optimizer, criterion, batch_size)
     if manual is not None and manual.agrees_with(train_batch, X, y):
-        return lambda: manual.epoch(batches), "fast: ManualSGD (no autograd), pre-shuffled batches"
-    reason = " does not apply" if manual is None else \
-        "'s bits differ from autograd's on this machine"
-    return (lambda: autograd_epoch(batches, train_batch, model, optimizer, criterion)), \
-        f"fast: autograd on pre-shuffled batches (ManualSGD{reason})"
+        return lambda: manual.epoch(batches), TrainingPath(Engine.MANUAL_SGD)
+    reason = ("ManualSGD does not apply" if manual is None else
+              "ManualSGD's bits differ from autograd's on this machine")
+    return (lambda: autograd_epoch(batches, train_batch, model, optimizer, criterion),
+            TrainingPath(Engine.AUTOGRAD_PRESHUFFLED, reason))
 
 
 # ----------------------------------------------------------------------------- the epoch order

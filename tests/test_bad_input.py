@@ -19,6 +19,7 @@ import pytest
 from conftest import ROOT
 
 import utils
+from runkit import errors, figures, files, records
 
 Q1 = ROOT / "hw1-q1.py"
 
@@ -213,11 +214,11 @@ def test_the_script_stops_on_bad_data_with_one_line(tmp_path, damage):
 
 def test_an_empty_output_folder_name_is_refused(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    with pytest.raises(utils.OutputError) as info:
-        utils.writable_dir("")
+    with pytest.raises(errors.OutputError) as info:
+        files.writable_dir("")
     assert str(info.value) == ("the output folder is '' (empty): name a folder, or '.' for the "
                                "current one")
-    assert utils.writable_dir(".") == Path(".")  # said explicitly, the current folder is fine
+    assert files.writable_dir(".") == Path(".")  # said explicitly, the current folder is fine
     assert list(tmp_path.iterdir()) == []
 
 
@@ -236,11 +237,11 @@ def test_the_script_refuses_an_empty_output_dir(tmp_path):
 
 def test_remove_created_folders_removes_only_empty_folders_it_made(tmp_path):
     (tmp_path / "mine").mkdir()
-    utils.writable_dir(tmp_path / "mine")  # there before: never removed
-    utils.writable_dir(tmp_path / "a" / "b")
-    utils.writable_dir(tmp_path / "kept" / "c")
+    files.writable_dir(tmp_path / "mine")  # there before: never removed
+    files.writable_dir(tmp_path / "a" / "b")
+    files.writable_dir(tmp_path / "kept" / "c")
     (tmp_path / "kept" / "c" / "run.json").write_text("{}")
-    utils.remove_created_folders()
+    files.remove_created_folders()
     assert sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*")) == [
         "kept", "kept/c", "kept/c/run.json", "mine"]
 
@@ -249,20 +250,21 @@ RUN_THEN = textwrap.dedent("""\
     import sys
     sys.path.insert(0, sys.argv[1])
     import utils
+    from runkit import errors, figures, files, records
 
     def main():
-        out = utils.writable_dir(sys.argv[2])
+        out = files.writable_dir(sys.argv[2])
         if sys.argv[3] == "write":
             (out / "run.json").write_text("{}")
         elif sys.argv[3] == "fail":
-            utils.fail("training failed")
+            errors.fail("training failed")
         elif sys.argv[3] == "interrupt":
             raise KeyboardInterrupt
         elif sys.argv[3] == "crash":
             raise MemoryError
         return 0
 
-    utils.run_command(main)
+    errors.run_command(main)
     """)
 
 
@@ -283,14 +285,14 @@ def test_a_run_that_ends_before_writing_leaves_no_output_folder(tmp_path, end, c
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
 def test_a_forked_child_leaves_its_parents_folders(tmp_path):
-    utils.writable_dir(tmp_path / "parent")
+    files.writable_dir(tmp_path / "parent")
     pid = os.fork()
     if pid == 0:  # the child: exits without pytest's clean-up
-        utils.remove_created_folders()
+        files.remove_created_folders()
         os._exit(0)
     os.waitpid(pid, 0)
     assert (tmp_path / "parent").is_dir()
-    utils.remove_created_folders()
+    files.remove_created_folders()
     assert not (tmp_path / "parent").exists()
 
 
@@ -332,7 +334,7 @@ def test_a_full_disk_in_the_pdf_writer_is_one_line_and_keeps_the_earlier_run(tmp
     import matplotlib.pyplot as plt
 
     out = tmp_path / "out"
-    utils.save_run(out, "run", {"epochs": [1], "train_acc": [0.1]},
+    records.save_run(out, "run", {"epochs": [1], "train_acc": [0.1]},
                    {key: (label, {"train": [0.1]}) for key, (label, _) in FIGURES.items()})
     earlier = snapshot(out)
     monkeypatch.setattr(matplotlib.cbook, "open", _nearly_full_open(1500), raising=False)
@@ -343,8 +345,8 @@ def test_a_full_disk_in_the_pdf_writer_is_one_line_and_keeps_the_earlier_run(tmp
         fig.savefig(tmp_path / "probe.pdf")
     plt.close(fig)
     (tmp_path / "probe.pdf").unlink()
-    with pytest.raises(utils.OutputError) as info:
-        utils.save_run(out, "run", RECORD, FIGURES)
+    with pytest.raises(errors.OutputError) as info:
+        records.save_run(out, "run", RECORD, FIGURES)
     assert str(info.value) == f"cannot write {out / 'run-accuracy.pdf'}: No space left on device"
     assert snapshot(out) == earlier  # no partial file, no temporary file, the old run whole
 
@@ -358,14 +360,14 @@ def test_save_figure_raises_the_full_disk_itself(tmp_path, monkeypatch):
     fig = plt.figure()
     fig.gca().plot([1, 2])
     with pytest.raises(OSError) as info:
-        utils.save_figure(fig, tmp_path / "sweep")
+        figures.save_figure(fig, tmp_path / "sweep")
     assert info.value.errno == errno.ENOSPC
     assert list(tmp_path.iterdir()) == []
 
 
 def test_a_full_disk_on_the_record_keeps_the_earlier_run(tmp_path, monkeypatch):
     out = tmp_path / "out"
-    utils.save_run(out, "run", {"epochs": [1], "train_acc": [0.1]},
+    records.save_run(out, "run", {"epochs": [1], "train_acc": [0.1]},
                    {"accuracy": ("Accuracy", {"train": [0.1]})})
     earlier = snapshot(out)
     real_write_text = Path.write_text
@@ -375,8 +377,8 @@ def test_a_full_disk_on_the_record_keeps_the_earlier_run(tmp_path, monkeypatch):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
     monkeypatch.setattr(Path, "write_text", half_then_enospc)
-    with pytest.raises(utils.OutputError) as info:
-        utils.save_run(out, "run", RECORD, FIGURES)
+    with pytest.raises(errors.OutputError) as info:
+        records.save_run(out, "run", RECORD, FIGURES)
     monkeypatch.undo()
     assert str(info.value) == f"cannot write {out / 'run.json'}: No space left on device"
     assert snapshot(out) == earlier
@@ -386,15 +388,16 @@ LIMITED_SAVE = textwrap.dedent("""\
     import resource, signal, sys
     sys.path.insert(0, sys.argv[1])
     import utils
+    from runkit import errors, figures, files, records
     import matplotlib.pyplot  # its font cache is read before the limit
 
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails with EFBIG
     resource.setrlimit(resource.RLIMIT_FSIZE, (2000, resource.RLIM_INFINITY))
     record = {"epochs": [1, 2], "train_acc": [0.5, 0.6]}
     try:
-        utils.save_run(sys.argv[2], "run", record, {"accuracy": ("Accuracy", {"train": [0.5, 0.6]})})
-    except utils.OutputError as err:
-        utils.fail(str(err))
+        records.save_run(sys.argv[2], "run", record, {"accuracy": ("Accuracy", {"train": [0.5, 0.6]})})
+    except errors.OutputError as err:
+        errors.fail(str(err))
     """)
 
 
@@ -402,7 +405,7 @@ LIMITED_SAVE = textwrap.dedent("""\
 def test_a_real_write_failure_is_one_line_and_keeps_the_earlier_run(tmp_path):
     """A file-size limit makes the kernel refuse the writes (EFBIG), as a full disk would."""
     out = tmp_path / "out"
-    utils.save_run(out, "run", {"epochs": [1], "train_acc": [0.1]},
+    records.save_run(out, "run", {"epochs": [1], "train_acc": [0.1]},
                    {"accuracy": ("Accuracy", {"train": [0.1]})})
     earlier = snapshot(out)
     script = tmp_path / "save.py"
@@ -420,8 +423,9 @@ KILLED_MID_WRITE = textwrap.dedent("""\
     import os, signal, sys
     sys.path.insert(0, sys.argv[1])
     import utils
+    from runkit import errors, figures, files, records
 
-    with utils.staged_files() as stage:
+    with files.staged_files() as stage:
         stage(os.path.join(sys.argv[2], "run-accuracy.png")).write_bytes(b"x" * 4096)
         stage(os.path.join(sys.argv[2], "run.json")).write_text('{"half')
         os.kill(os.getpid(), signal.SIGKILL)
@@ -431,7 +435,7 @@ KILLED_MID_WRITE = textwrap.dedent("""\
 @pytest.mark.skipif(os.name != "posix", reason="needs SIGKILL")
 def test_the_temporary_files_of_a_killed_run_are_removed_by_the_next_run(tmp_path):
     out = tmp_path / "out"
-    utils.save_run(out, "run", {"epochs": [1], "train_acc": [0.1]},
+    records.save_run(out, "run", {"epochs": [1], "train_acc": [0.1]},
                    {"accuracy": ("Accuracy", {"train": [0.1]})})
     earlier = snapshot(out)
     script = tmp_path / "killed.py"
@@ -442,12 +446,12 @@ def test_the_temporary_files_of_a_killed_run_are_removed_by_the_next_run(tmp_pat
     assert len(left) == 2 and left[0].startswith(".run-accuracy.png.part-")
     assert left[1].startswith(".run.json.part-")
     # a live run's temporary file (this process's) and another machine's are kept
-    with utils.staged_files() as stage:
+    with files.staged_files() as stage:
         live = stage(out / "other.json")
         live.write_text("{}")
         foreign = out / ".x.json.part-elsewhere-1-abcdefgh.json"
         foreign.write_text("{}")
-        utils.writable_dir(out)  # what the next run does first
+        files.writable_dir(out)  # what the next run does first
         assert hidden(out) == sorted([live.name, foreign.name])
     foreign.unlink()
     (out / "other.json").unlink()

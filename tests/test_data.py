@@ -20,6 +20,7 @@ from conftest import ROOT, make_tiny_dataset
 
 import download_kuzushiji_mnist as dl
 import utils
+from runkit import errors, files, flags, records
 
 
 # ----------------------------------------------------------------------------- fake release
@@ -346,11 +347,11 @@ def test_ctrl_c_is_interrupted_not_a_traceback(capsys):
         raise KeyboardInterrupt
 
     with pytest.raises(SystemExit) as exc:
-        utils.run_command(interrupted)
+        errors.run_command(interrupted)
     assert exc.value.code == 130
     assert capsys.readouterr().err.strip() == "interrupted"
     with pytest.raises(SystemExit) as exc:
-        utils.run_command(lambda: 3)
+        errors.run_command(lambda: 3)
     assert exc.value.code == 3
 
 
@@ -564,8 +565,8 @@ def test_split_fingerprint_sees_every_array_and_its_layout(fake_release):
 KILLED_BUILD = """\
 import os, signal, sys
 sys.path.insert(0, sys.argv[1])
-import utils
-with utils.atomic_path(sys.argv[2]) as tmp:
+from runkit import files
+with files.atomic_path(sys.argv[2]) as tmp:
     tmp.write_bytes(b"PK" + bytes(100_000))
     os.kill(os.getpid(), signal.SIGKILL)
 """
@@ -776,9 +777,9 @@ def test_configure_seed_seeds_torch_when_imported():
 
 def test_flags_have_aliases_and_named_errors(capsys):
     parser = argparse.ArgumentParser()
-    utils.add_flag(parser, "learning_rate", type=utils.positive_float, default=0.1)
-    utils.add_flag(parser, "epochs", type=utils.positive_int, default=2)
-    utils.add_flag(parser, "dropout", type=utils.probability, default=0.3)
+    flags.add_flag(parser, "learning_rate", type=flags.positive_float, default=0.1)
+    flags.add_flag(parser, "epochs", type=flags.positive_int, default=2)
+    flags.add_flag(parser, "dropout", type=flags.probability, default=0.3)
     args = parser.parse_args(["-learning_rate", "0.5", "--epochs", "3", "--dropout", "0"])
     assert (args.learning_rate, args.epochs, args.dropout) == (0.5, 3, 0.0)
     assert parser.parse_args(["--learning-rate", "2"]).learning_rate == 2.0
@@ -794,32 +795,32 @@ def test_flags_have_aliases_and_named_errors(capsys):
 def test_run_name_lists_non_default_flags():
     defaults = {"learning_rate": 0.001, "epochs": 20, "output_dir": "results",
                 "data_path": "Kuzushiji-MNIST.npz"}
-    assert utils.run_name("mlp", dict(defaults), defaults) == "mlp"
+    assert records.run_name("mlp", dict(defaults), defaults) == "mlp"
     config = dict(defaults, learning_rate=0.1, output_dir="elsewhere",
                   data_path="/tmp/octmnist.npz")
-    assert utils.run_name("mlp", config, defaults) == "mlp-data_path=octmnist-learning_rate=0.1"
+    assert records.run_name("mlp", config, defaults) == "mlp-data_path=octmnist-learning_rate=0.1"
     config["data_path"] = "/data/Kuzushiji-MNIST.npz"  # the default file, in another folder
-    assert utils.run_name("mlp", config, defaults) == "mlp-learning_rate=0.1"
+    assert records.run_name("mlp", config, defaults) == "mlp-learning_rate=0.1"
 
 
 def test_write_record_is_atomic(tmp_path):
     path = tmp_path / "run.json"
-    utils.write_record(path, {"acc": np.float64(0.5), "loss": [1.0, float("nan")],
+    records.write_record(path, {"acc": np.float64(0.5), "loss": [1.0, float("nan")],
                               "n": np.int64(3)})
     assert json.loads(path.read_text()) == {"acc": 0.5, "loss": [1.0, None], "n": 3}
     with pytest.raises(TypeError):
-        utils.write_record(path, {"bad": object()})
+        records.write_record(path, {"bad": object()})
     assert json.loads(path.read_text())["acc"] == 0.5  # the old record is intact
     with pytest.raises(TypeError):
-        utils.write_record(tmp_path / "new.json", {"bad": object()})
+        records.write_record(tmp_path / "new.json", {"bad": object()})
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run.json"]
 
 
 def test_save_run_writes_figures_then_record(tmp_path):
     record = {"epochs": [1, 2, 3], "valid_acc": [0.1, 0.2, 0.3]}
-    paths = utils.save_run(tmp_path / "out", "demo", record,
+    paths = records.save_run(tmp_path / "out", "demo", record,
                            {"accuracy": ("Accuracy", {"dev": record["valid_acc"]})})
     assert [p.name for p in paths] == ["demo-accuracy.pdf", "demo-accuracy.png", "demo.json"]
     assert (tmp_path / "out" / "demo-accuracy.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert (tmp_path / "out" / "demo-accuracy.pdf").read_bytes()[:5] == b"%PDF-"
-    assert utils.read_record(tmp_path / "out" / "demo.json") == record
+    assert records.read_record(tmp_path / "out" / "demo.json") == record

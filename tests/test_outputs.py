@@ -5,10 +5,11 @@ import pytest
 from conftest import make_tiny_dataset
 
 import utils
+from runkit import errors, files, records
 
 
 def test_writable_dir_creates_the_folder(tmp_path):
-    path = utils.writable_dir(tmp_path / "a" / "b")
+    path = files.writable_dir(tmp_path / "a" / "b")
     assert path.is_dir() and list(path.iterdir()) == []  # its check file is gone
 
 
@@ -18,8 +19,8 @@ def test_writable_dir_with_a_file_in_the_way(tmp_path):
         if bad.parent.name == "afile" and bad.parent.parent.name == "new":
             (tmp_path / "new").mkdir()
             (tmp_path / "new" / "afile").write_text("y")
-        with pytest.raises(utils.OutputError, match="a file of that name .* is in the way"):
-            utils.writable_dir(bad)
+        with pytest.raises(errors.OutputError, match="a file of that name .* is in the way"):
+            files.writable_dir(bad)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["afile", "new"]
     assert [p.name for p in (tmp_path / "new").iterdir()] == ["afile"]
     assert (tmp_path / "afile").read_text() == "x"
@@ -29,22 +30,22 @@ def test_writable_dir_removes_the_folders_it_made_when_it_fails(tmp_path, monkey
     def refuse(*args, **kwargs):
         raise PermissionError(13, "Permission denied")
 
-    monkeypatch.setattr(utils.tempfile, "NamedTemporaryFile", refuse)
-    with pytest.raises(utils.OutputError, match=r"cannot write there \(Permission denied\)"):
-        utils.writable_dir(tmp_path / "x" / "y")
+    monkeypatch.setattr(files.tempfile, "NamedTemporaryFile", refuse)
+    with pytest.raises(errors.OutputError, match=r"cannot write there \(Permission denied\)"):
+        files.writable_dir(tmp_path / "x" / "y")
     assert list(tmp_path.iterdir()) == []
 
 
 def test_staged_files_are_all_or_nothing(tmp_path):
     (tmp_path / "a.txt").write_text("old a")
     with pytest.raises(RuntimeError):
-        with utils.staged_files() as stage:
+        with files.staged_files() as stage:
             stage(tmp_path / "a.txt").write_text("new a")
             stage(tmp_path / "b.txt").write_text("new b")
             raise RuntimeError("the third file failed")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.txt"]
     assert (tmp_path / "a.txt").read_text() == "old a"
-    with utils.staged_files() as stage:
+    with files.staged_files() as stage:
         stage(tmp_path / "a.txt").write_text("new a")
         stage(tmp_path / "b.txt").write_text("new b")
         assert (tmp_path / "a.txt").read_text() == "old a"  # not before the block ends
@@ -59,16 +60,16 @@ def test_save_run_with_a_folder_in_the_way_writes_nothing(tmp_path):
                "loss": ("Loss", {"train": [2.0, 1.0]})}
     out = tmp_path / "out"
     (out / "run-loss.png").mkdir(parents=True)
-    with pytest.raises(utils.OutputError) as info:
-        utils.save_run(out, "run", record, figures)
+    with pytest.raises(errors.OutputError) as info:
+        records.save_run(out, "run", record, figures)
     assert str(info.value) == (f"cannot write {out / 'run-loss.png'}: a folder of that name is "
                                f"in the way")
     assert [p.name for p in out.iterdir()] == ["run-loss.png"]  # no figure, no record, no temp
     (out / "run-loss.png").rmdir()
-    paths = utils.save_run(out, "run", record, figures)
+    paths = records.save_run(out, "run", record, figures)
     assert [p.name for p in paths] == ["run-accuracy.pdf", "run-accuracy.png", "run-loss.pdf",
                                        "run-loss.png", "run.json"]
-    assert utils.read_record(out / "run.json") == record
+    assert records.read_record(out / "run.json") == record
 
 
 def test_load_dataset_says_what_is_wrong_with_the_file(tmp_path):

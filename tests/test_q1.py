@@ -18,6 +18,7 @@ import pytest
 from conftest import ROOT, assert_ctrl_c_ends_a_run_cleanly, load_script, make_tiny_dataset
 
 import utils
+from runkit import records
 from fast_sgd import blocked
 
 q1 = load_script("hw1-q1.py")
@@ -881,21 +882,21 @@ def test_real_data_mlp_fast_path_matches_reference(real_data_path):
 
 
 def test_divergence_rule_and_its_single_warning(capsys):
-    """utils.flag_divergence: a mean loss above 2 log C is divergence unless bound_loss is off
+    """records.flag_divergence: a mean loss above 2 log C is divergence unless bound_loss is off
     (hw1-q1's MLP's first epoch: its N(0.1, 0.1^2) start is far above it); a non-finite loss
     or weight always is; it warns only when not already flagged, with learning-rate advice
     only when asked."""
     bound = 2 * np.log(10)
-    assert not utils.flag_divergence(1, bound * 0.99, True, 10, False)
-    assert not utils.flag_divergence(1, bound * 2, True, 10, False, bound_loss=False)
+    assert not records.flag_divergence(1, bound * 0.99, True, 10, False)
+    assert not records.flag_divergence(1, bound * 2, True, 10, False, bound_loss=False)
     assert capsys.readouterr().err == ""
-    assert utils.flag_divergence(2, bound * 1.01, True, 10, False)
+    assert records.flag_divergence(2, bound * 1.01, True, 10, False)
     err = capsys.readouterr().err
     assert err.startswith("warning: training diverged at epoch 2 (training loss ")
     assert "try a smaller -learning_rate" in err and err.count("\n") == 1
-    assert utils.flag_divergence(3, float("nan"), True, 10, True, bound_loss=False)
-    assert utils.flag_divergence(3, 0.1, False, 10, True)
+    assert records.flag_divergence(3, float("nan"), True, 10, True, bound_loss=False)
+    assert records.flag_divergence(3, 0.1, False, 10, True)
     assert capsys.readouterr().err == ""  # already flagged: no second warning
-    assert utils.flag_divergence(1, None, False, 10, False, advice=False)
+    assert records.flag_divergence(1, None, False, 10, False, advice=False)
     err = capsys.readouterr().err
     assert "non-finite weights" in err and "learning_rate" not in err

@@ -24,6 +24,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 import utils
+from runkit import records
 from conftest import ROOT, assert_ctrl_c_ends_a_run_cleanly, load_script, make_tiny_dataset
 from fast_sgd import manual
 
@@ -379,7 +380,7 @@ def test_cli_outputs_on_tiny_data(tiny_data, tmp_path, capsys):
     name = "q2-mlp-data_path=tiny-epochs=3-hidden_size=12"
     for suffix in ("-loss.pdf", "-loss.png", "-accuracy.pdf", "-accuracy.png", ".json"):
         assert (tmp_path / f"{name}{suffix}").is_file(), suffix
-    saved = utils.read_record(tmp_path / f"{name}.json")
+    saved = records.read_record(tmp_path / f"{name}.json")
     assert set(saved) == RECORD_KEYS
     assert saved == json.loads(json.dumps(record, default=str))
     assert saved["epochs"] == [1, 2, 3]
@@ -432,7 +433,7 @@ def test_hidden_sizes_is_an_alias_of_hidden_size(spelling):
     """The skeleton's -hidden_sizes sets -hidden_size (one flag, one name in the run's name)."""
     args, defaults = q2.parse_args(["mlp", spelling, "37"])
     assert args.hidden_size == 37 and not hasattr(args, "hidden_sizes")
-    assert utils.run_name("mlp", vars(args), defaults) == "mlp-hidden_size=37"
+    assert records.run_name("mlp", vars(args), defaults) == "mlp-hidden_size=37"
 
 
 @pytest.mark.parametrize("argv,batch_size,name", [
@@ -448,7 +449,7 @@ def test_batch_size_default_and_run_names(argv, batch_size, name):
     a run's name lists only the flags that differ from the resolved defaults."""
     args, defaults = q2.parse_args(argv)
     assert args.batch_size == batch_size
-    assert utils.run_name(args.model, vars(args), defaults) == name
+    assert records.run_name(args.model, vars(args), defaults) == name
 
 
 @pytest.mark.parametrize("argv,flag", [
@@ -536,7 +537,7 @@ def test_exploding_run_warns_once_completes_and_is_flagged(tiny_data, tmp_path, 
     assert record["diverged"] is True
     assert err.count("warning: training diverged") == 1 and err.count("\n") == 1
     assert len(record["train_loss"]) == 3 and "Final test acc" in out
-    assert utils.read_record(next(tmp_path.glob("*.json")))["diverged"] is True
+    assert records.read_record(next(tmp_path.glob("*.json")))["diverged"] is True
 
 
 def test_largest_accepted_learning_rate_diverges_without_a_crash(tiny_data, tmp_path, capsys):

@@ -20,6 +20,7 @@ import pytest
 
 import report
 import utils
+from runkit import records
 
 ROOT = Path(report.__file__).resolve().parent
 
@@ -51,7 +52,7 @@ def test_report_writes_every_file(tiny_report):
         folder = out / "runs" / label
         records = list(folder.glob("*.json"))
         assert len(records) == 1 and (folder / "cache-key").is_file()
-        record = utils.read_record(records[0])
+        record = records.read_record(records[0])
         assert len(record["valid_acc"]) == 2 and record["test_acc"] is not None
         assert list(folder.glob("*.png")), f"{label} has no figures"
     text = (out / "results.md").read_text()
@@ -67,7 +68,7 @@ def test_q23_builds_on_the_best_q22_run(tiny_report):
     _, out, _ = tiny_report
     records = {}
     for folder in (out / "runs").iterdir():
-        records[folder.name] = utils.read_record(next(folder.glob("*.json")))
+        records[folder.name] = records.read_record(next(folder.glob("*.json")))
     q22 = report.plan(extras=False)[2].runs
     best = max(q22, key=lambda r: (records[r.label]["valid_acc"][-1], -q22.index(r)))
     assert best.with_flags(layers=2).label in records
@@ -140,7 +141,7 @@ def test_extras_run_on_tiny_data(tmp_path, tiny_data):
     assert len(list((out / "runs").iterdir())) == 23
     text = (out / "results.md").read_text()
     assert "Best batch size: `mlp -batch_size" in text and "failed" not in text
-    records = [utils.read_record(next(d.glob("*.json"))) for d in (out / "runs").iterdir()]
+    records = [records.read_record(next(d.glob("*.json"))) for d in (out / "runs").iterdir()]
     assert any(r["model"] == "logistic_regression" and r["config"].get("l2_penalty") == 0.01
                and r["weight_norm"] for r in records)
 
@@ -357,13 +358,13 @@ def test_ctrl_c_stops_the_runs_keeps_the_finished_ones_and_resumes(tmp_path, mon
     for folder in stamped:  # whole: the record, with every epoch, and the figures
         records = list(folder.glob("*.json"))
         assert len(records) == 1
-        assert len(utils.read_record(records[0])["valid_acc"]) == 150
+        assert len(records.read_record(records[0])["valid_acc"]) == 150
         assert list(folder.glob("*.png"))
     for folder in set(folders) - set(stamped):  # stopped: told so, not killed
         log = (folder / "log.txt").read_text()
         assert "interrupted (the report was stopped)" in log or "not started" in log, log
         for record in folder.glob("*.json"):
-            utils.read_record(record)  # a record there is whole
+            records.read_record(record)  # a record there is whole
     assert [p for p in out.rglob(".*")] == []  # no temporary file left
     assert not (out / "results.md").exists()
     time.sleep(0.5)  # forked runs carry the report's command line, and with it `out`
@@ -423,7 +424,7 @@ def test_only_a_report_with_other_epochs_is_marked_short(tmp_path, epochs):
 # ----------------------------------------------------------------------------- figures
 
 def _fixture_records(out):
-    return {folder.name: utils.read_record(next(folder.glob("*.json")))
+    return {folder.name: records.read_record(next(folder.glob("*.json")))
             for folder in (out / "runs").iterdir()}
 
 
