@@ -22,7 +22,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from conftest import load_script
-from fast_sgd import blocked, manual
+from fast_sgd import Engine, TrainingPath, blocked, manual
 
 q1 = load_script("hw1-q1.py")
 
@@ -547,7 +547,7 @@ def test_fast_epochs_give_the_dataloader_flows_numbers(case):
     flow bit for bit: every batch loss, the parameters and the optimizer's state."""
     fast_losses, path, fast_model, fast_optim, ref_losses, ref_model, ref_optim = run_both(
         FAST_EPOCH_CASES[case])
-    assert path.startswith("fast: ")
+    assert path.engine.kind == "fast"
     assert len(fast_losses) == len(ref_losses) == 3
     for got, expected in zip(fast_losses, ref_losses):
         assert got.dtype == torch.float64
@@ -559,7 +559,7 @@ def test_fast_epochs_give_the_dataloader_flows_numbers(case):
 def test_fast_epochs_with_adam_says_manual_sgd_does_not_apply():
     """Adam: autograd on pre-shuffled batches, and the path says why."""
     _, path = manual.fast_epochs(*_setup_for_fast_epochs(optimizer="adam"))
-    assert path == "fast: autograd on pre-shuffled batches (ManualSGD does not apply)"
+    assert path == TrainingPath(Engine.AUTOGRAD_PRESHUFFLED, "ManualSGD does not apply")
 
 
 def _setup_for_fast_epochs(optimizer="sgd", momentum=0.0):
@@ -580,8 +580,7 @@ def test_fast_epochs_fall_back_to_autograd_when_manual_sgd_is_off_by_one_ulp(mon
     config = dict(batch_size=4, hidden=(6,), dropout=0.3, optim=dict(lr=0.5, momentum=momentum))
     fast_losses, path, fast_model, fast_optim, ref_losses, ref_model, ref_optim = run_both(
         config)
-    assert path == ("fast: autograd on pre-shuffled batches (ManualSGD's bits differ from "
-                    "autograd's on this machine)")
+    assert path.engine is Engine.AUTOGRAD_PRESHUFFLED and "bits differ" in path.reason
     for got, expected in zip(fast_losses, ref_losses):
         assert torch.equal(got, expected)
     assert_same_training(fast_model, fast_optim, ref_model, ref_optim)
@@ -589,11 +588,11 @@ def test_fast_epochs_fall_back_to_autograd_when_manual_sgd_is_off_by_one_ulp(mon
 
 def test_fast_epochs_give_way_when_the_dataloader_order_cannot_be_reproduced(monkeypatch):
     """If shuffled_order does not reproduce this torch's DataLoader, fast_epochs returns no
-    epoch function (the caller runs its DataLoader flow) and a `reference: ...` path."""
+    epoch function (the caller runs its DataLoader flow) and the DataLoader path, with why."""
     monkeypatch.setattr(manual, "dataloader_order_matches", lambda: False)
     epoch, path = manual.fast_epochs(*_setup_for_fast_epochs())
     assert epoch is None
-    assert path.startswith("reference: ") and "DataLoader" in path
+    assert path.engine is Engine.DATALOADER and "DataLoader" in path.reason
 
 
 @pytest.mark.parametrize("D", [5, 9])
