@@ -1,4 +1,5 @@
-"""hw1-q3.py: every claim passes, every check can fail, the pieces are right, the CLI behaves."""
+"""hw1-q3.py (the 2022-23 Q3) and the claim machinery: every claim passes, every check can fail,
+the pieces are right, the command line behaves."""
 import functools
 import subprocess
 import sys
@@ -6,6 +7,7 @@ import sys
 import numpy as np
 import pytest
 
+import q3_claims
 from conftest import ROOT, load_script
 
 q3 = load_script("hw1-q3.py")
@@ -23,7 +25,7 @@ def run_cli(*args, cwd):
 @pytest.mark.parametrize("seed", [42, 7])
 @pytest.mark.parametrize("name", list(q3.CLAIMS))
 def test_claim_passes(name, seed):
-    result = q3.run_claim(name, seed)
+    result = q3.CLAIMS.run(name, seed)
     assert result.passed, result.line()
     assert result.name == name
 
@@ -55,26 +57,6 @@ def _ridge(Phi, y, lam=10.0):
     return np.linalg.solve(Phi.T @ Phi + lam * len(y) * np.eye(M), Phi.T @ y)
 
 
-def _A_bias_without_factor(W, b):
-    A = q3.A_theta_bias(W, b)
-    A[:, 1:1 + W.shape[1]] = W   # forgets the (1 - 2b) of the linear part
-    return A
-
-
-def _sign_mlp_integer_thresholds(D, A, B):
-    W1, b1, w2, b2 = q3.sign_mlp(D, A, B)
-    return W1 // 2, np.array([-A, B]), w2, b2   # sign(sum x - A) is 0 on the boundary sum x = A
-
-
-def _relu_mlp_unit_output(D, A, B):
-    W1, b1, _, b2 = q3.relu_mlp(D, A, B)
-    return W1, b1, np.array([-1, -1]), b2       # 1 - h1 - h2 is 0 at sum x = A - 1
-
-
-def _softmax(z):
-    return q3.softmax(z)
-
-
 BROKEN = {
     "q3.1-feature-map": {"build_A": _A_doubled_cross_terms},
     "q3.2-linear-in-features": {"coefficients": lambda W, v: q3.A_theta(W).T @ np.abs(v)},
@@ -82,17 +64,6 @@ BROKEN = {
     "q3.3-rank-limit-k-lt-d": {"targets": (_rank_one_target,)},
     "q3.4-closed-form-minimum": {"solve": _ridge},
     "q3.4-recover-minimiser": {"recover": lambda c, K: q3.recover_theta(1.01 * c, K)},
-    "2024-25-feature-map": {"build_A": _A_bias_without_factor},
-    "2024-25-output": {"coefficients": lambda W, b, v, v0: q3.A_theta_bias(W, b).T @ v},
-    "2023-24-sign-mlp": {"build": _sign_mlp_integer_thresholds},
-    "2023-24-relu-mlp": {"build": _relu_mlp_unit_output},
-    "2023-24-robustness": {"margin_fn": lambda nets, X: 2 * q3.robustness_margin(nets, X),
-                           "max_d": 4},
-    "2021-22-sigmoid-derivative": {"derivative": lambda z: q3.sigmoid(z) * (1 + q3.sigmoid(z))},
-    "2021-22-softmax-jacobian": {"jacobian": lambda z: np.diag(_softmax(z))},
-    "2021-22-ce-gradient": {"gradient": lambda z, y: _softmax(z)},
-    "2021-22-ce-hessian-psd": {"hessian": lambda z, y: np.outer(_softmax(z), _softmax(z))
-                               - np.diag(_softmax(z))},
 }
 
 
@@ -102,7 +73,7 @@ def test_every_claim_has_a_broken_variant():
 
 @pytest.mark.parametrize("name", list(BROKEN))
 def test_claim_can_fail(name):
-    result = q3.run_claim(name, 42, **BROKEN[name])
+    result = q3.CLAIMS.run(name, 42, **BROKEN[name])
     assert not result.passed, result.line()
     assert result.line().startswith("FAIL")
 
@@ -120,7 +91,7 @@ def test_rank_limit_fails_when_the_target_is_reachable():
 def test_a_claim_that_raises_is_a_fail_not_a_crash():
     def boom(W):
         raise RuntimeError("boom")
-    result = q3.run_claim("q3.1-feature-map", 42, build_A=boom)
+    result = q3.CLAIMS.run("q3.1-feature-map", 42, build_A=boom)
     assert not result.passed
     assert result.line() == "FAIL  q3.1-feature-map  error: RuntimeError: boom"
 
@@ -136,9 +107,7 @@ def test_feature_map_by_hand():
 
 @pytest.mark.parametrize("D", [1, 2, 5])
 def test_phi_sizes(D):
-    x = np.ones(D)
-    assert q3.phi(x).shape == (D * (D + 1) // 2,)
-    assert q3.phi_bias(x).shape == ((D + 1) * (D + 2) // 2,)
+    assert q3.phi(np.ones(D)).shape == (D * (D + 1) // 2,)
 
 
 def test_vech_unvech_round_trip():
@@ -185,7 +154,7 @@ def test_squared_loss_gradients_match_finite_differences():
     _, grads = q3.squared_loss(W, v, X, y)
     fd = _fd_grads(lambda W, v: q3.squared_loss(W, v, X, y)[0], [W, v])
     for g, f in zip(grads, fd):
-        assert q3.rel_error(g, f) < 1e-7
+        assert q3_claims.rel_error(g, f) < 1e-7
 
 
 def test_matrix_fit_gradients_match_finite_differences():
@@ -195,7 +164,7 @@ def test_matrix_fit_gradients_match_finite_differences():
     _, grads = q3.matrix_fit_loss(W, v, C)
     fd = _fd_grads(lambda W, v: q3.matrix_fit_loss(W, v, C)[0], [W, v])
     for g, f in zip(grads, fd):
-        assert q3.rel_error(g, f) < 1e-7
+        assert q3_claims.rel_error(g, f) < 1e-7
 
 
 def test_gradient_descent_on_theta_never_beats_the_closed_form_and_can_reach_it():
@@ -220,39 +189,28 @@ def test_gradient_descent_minimises_a_quadratic():
     assert loss < 1e-20
 
 
-def test_xor_table_for_d2():
-    X = q3.cube(2)
-    for build, activation in ((q3.sign_mlp, "sign"), (q3.relu_mlp, "relu")):
-        nets = [np.asarray(a)[None] for a in build(2, 0, 0)]
-        y = q3.mlp_forward(nets, X, activation)[0][0]
-        np.testing.assert_array_equal(y, np.where(X[:, 0] != X[:, 1], 1, -1))
-
-
-def test_cube_lists_every_vertex_once():
-    X = q3.cube(4)
-    assert X.shape == (16, 4)
-    assert set(np.unique(X)) == {-1, 1}
-    assert len({tuple(x) for x in X}) == 16
-
-
-@pytest.mark.parametrize("D", [1, 3, 10])
-def test_margin_is_one_over_two_root_d(D):
-    _, nets = q3._stack_nets(q3.sign_mlp, D)
-    margin = q3.robustness_margin(nets, q3.cube(D).astype(float))
-    np.testing.assert_allclose(margin, 1 / (2 * np.sqrt(D)))
-
-
-def test_sigmoid_is_stable_for_large_inputs():
-    with np.errstate(over="raise"):
-        s = q3.sigmoid(np.array([-1000.0, 0.0, 1000.0]))
-    np.testing.assert_allclose(s, [0, 0.5, 1])
-
+# ----------------------------------------------------------------------------- the claim machinery
 
 def test_result_line_format():
-    result = q3.run_claim("q3.1-feature-map", 42)
+    result = q3.CLAIMS.run("q3.1-feature-map", 42)
     line = result.line()
     assert line.startswith("PASS  q3.1-feature-map  max|h - A φ| = ")
     assert "(< 1e-10)" in line
+
+
+def test_select_takes_a_full_name_else_every_name_that_contains_it():
+    claims = q3_claims.Claims({"a-1": None, "a-10": None, "b-1": None})
+    assert claims.select(None) == ["a-1", "a-10", "b-1"]
+    assert claims.select("a-1") == ["a-1"]
+    assert claims.select("-1") == ["a-1", "a-10", "b-1"]
+    assert claims.select("A-") == ["a-1", "a-10"]
+    assert claims.select("c") == []
+
+
+def test_a_claims_generator_depends_on_the_seed_and_the_name_only():
+    draw = [q3_claims.claim_rng(seed, name).normal() for seed, name in
+            ((42, "q3.1"), (42, "q3.1"), (7, "q3.1"), (42, "q3.2"))]
+    assert draw[0] == draw[1] and len(set(draw)) == 3
 
 
 # ----------------------------------------------------------------------------- command line
@@ -260,8 +218,7 @@ def test_result_line_format():
 @pytest.fixture(scope="module")
 def full_run(tmp_path_factory):
     cwd = tmp_path_factory.mktemp("full")
-    out = cwd / "figs"
-    return run_cli("--output-dir", str(out), cwd=cwd), out
+    return run_cli(cwd=cwd), cwd
 
 
 def test_full_run_passes_every_claim(full_run):
@@ -274,25 +231,19 @@ def test_full_run_passes_every_claim(full_run):
     assert lines[-1].startswith(f"{len(q3.CLAIMS)} passed, 0 failed")
 
 
-def test_full_run_writes_the_figure(full_run):
-    proc, out = full_run
-    pdf = out / "q3-2023-24-interval-D2-A=0-B=0.pdf"
-    png = out / "q3-2023-24-interval-D2-A=0-B=0.png"
-    assert pdf.read_bytes().startswith(b"%PDF")
-    assert png.read_bytes().startswith(b"\x89PNG")
-    assert sorted(p.name for p in out.iterdir()) == sorted([pdf.name, png.name])  # no temp files
-    assert str(pdf) in proc.stdout
+def test_full_run_writes_nothing(full_run):
+    proc, cwd = full_run
+    assert proc.returncode == 0
+    assert not any(cwd.iterdir())   # the 2023-24 figure belongs to q3_other_editions
 
 
 def test_filter_runs_one_claim_with_the_full_run_numbers(full_run, tmp_path):
-    proc = run_cli("-claim", "q3.1-feature-map", "-output_dir", str(tmp_path / "out"),
-                   cwd=tmp_path)
+    proc = run_cli("-claim", "q3.1-feature-map", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.splitlines()
     assert len(lines) == 2 and lines[1].startswith("1 passed, 0 failed")
     in_full = [line for line in full_run[0].stdout.splitlines() if " q3.1-feature-map " in line]
     assert lines[0].split() == in_full[0].split()   # same seed, same numbers, alone or not
-    assert not (tmp_path / "out").exists()          # the figure belongs to the 2023-24 claims
 
 
 def test_filter_by_part_of_a_name(tmp_path):
@@ -303,17 +254,20 @@ def test_filter_by_part_of_a_name(tmp_path):
 
 
 def test_unknown_claim_is_a_usage_error(tmp_path):
-    proc = run_cli("-claim", "no-such-claim", cwd=tmp_path)
+    proc = run_cli("-claim", "2023-24", cwd=tmp_path)
     assert proc.returncode == 2
-    assert "unknown claim 'no-such-claim'" in proc.stderr
-    assert "q3.1-feature-map" in proc.stderr and "2021-22-ce-hessian-psd" in proc.stderr
+    assert "unknown claim '2023-24'" in proc.stderr
+    assert "q3.1-feature-map" in proc.stderr and "q3.4-recover-minimiser" in proc.stderr
+    assert "python -m q3_other_editions" in proc.stderr   # where the other editions' claims are
     assert proc.stdout == ""
 
 
-def test_bad_interval_is_a_usage_error(tmp_path):
-    proc = run_cli("-interval", "1", "0", cwd=tmp_path)
+@pytest.mark.parametrize("args", [["-interval", "0", "0"], ["-output_dir", "out"]])
+def test_the_other_editions_flags_are_usage_errors(args, tmp_path):
+    proc = run_cli(*args, cwd=tmp_path)
     assert proc.returncode == 2
-    assert "-interval" in proc.stderr
+    assert "unrecognized arguments" in proc.stderr
+    assert not any(tmp_path.iterdir())
 
 
 def test_help_lists_every_claim(tmp_path):
@@ -321,22 +275,17 @@ def test_help_lists_every_claim(tmp_path):
     assert proc.returncode == 0
     for name in q3.CLAIMS:
         assert name in proc.stdout
-    for flag in ("-seed", "-output_dir", "--output-dir", "-claim", "-interval"):
+    for flag in ("-seed", "--seed", "-claim", "--claim"):
         assert flag in proc.stdout
+    assert "-interval" not in proc.stdout and "-output_dir" not in proc.stdout
+    assert "python -m q3_other_editions" in proc.stdout
 
 
 def test_a_failing_claim_exits_1(monkeypatch, capsys):
-    name = "2021-22-sigmoid-derivative"
-    broken = functools.partial(q3.check_sigmoid_derivative, derivative=lambda z: 0 * z)
+    name = "q3.1-feature-map"
+    broken = functools.partial(q3.check_feature_map, build_A=_A_doubled_cross_terms)
     monkeypatch.setitem(q3.CLAIMS, name, (broken, q3.CLAIMS[name][1]))
     assert q3.main(["-claim", name]) == 1
     out = capsys.readouterr().out
     assert out.startswith(f"FAIL  {name}")
     assert "0 passed, 1 failed" in out
-
-
-def test_interval_flag_names_the_figure(tmp_path):
-    paths = q3.plot_interval(tmp_path, -1, 2)
-    assert [p.name for p in paths] == ["q3-2023-24-interval-D2-A=-1-B=2.pdf",
-                                       "q3-2023-24-interval-D2-A=-1-B=2.png"]
-    assert all(p.stat().st_size > 0 for p in paths)
