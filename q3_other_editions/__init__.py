@@ -31,6 +31,7 @@ def main(argv=None):
                              "measured error; exit status 1 if any claim fails.",
                      example="2023-24 or hessian",
                      see_also="the 2022-23 question is checked by 'python hw1-q3.py'")
+    command.prog = "python -m q3_other_editions"   # argparse would say __main__.py
     flags.add_flag(command, "output_dir", type=Path, default=Path("results"),
                    help="where the 2023-24 figure goes (default: results/)")
     flags.add_flag(command, "interval", type=int, nargs=2, metavar=("A", "B"), default=(0, 0),
