@@ -182,7 +182,7 @@ def test_unknown_claim_is_a_usage_error(tmp_path):
 def test_bad_interval_is_a_usage_error(tmp_path):
     proc = run_cli("-interval", "1", "0", cwd=tmp_path)
     assert proc.returncode == 2
-    assert "-interval" in proc.stderr
+    assert "python -m q3_other_editions: error: -interval" in proc.stderr
 
 
 def test_help_lists_every_claim(tmp_path):
