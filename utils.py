@@ -57,7 +57,8 @@ def _few(values, limit=5):
 
 
 def _scale(X, path, key, rebuild):
-    """Flatten images to (N, D) float64; uint8 pixels are scaled by 1/256 as the course does."""
+    """Flatten images to (N, D) float64. Integer pixels are 8-bit images, 0..255, scaled by 1/256
+    as the course does; float pixels are taken as scaled already, and must lie in [0, 1]."""
     X = np.asarray(X)
     if X.ndim < 2:
         raise DataError(f"{path}: '{key}' has shape {X.shape}; expected (N, ...) images")
@@ -66,11 +67,22 @@ def _scale(X, path, key, rebuild):
         return X / 256.0  # float64 in [0, 255/256]
     if not np.issubdtype(X.dtype, np.number) or np.iscomplexobj(X):
         raise DataError(f"{path}: '{key}' has dtype {X.dtype}; expected real numbers")
+    if np.issubdtype(X.dtype, np.integer):
+        low, high = X.min(), X.max()
+        if low < 0 or high > 255:
+            raise DataError(f"{path}: '{key}' has integer pixels from {low} to {high}; expected "
+                            f"8-bit images, 0..255")
+        return X / 256.0
     X = X.astype(np.float64)
     bad = X.size - np.count_nonzero(np.isfinite(X))
     if bad:  # a data error, not something training could survive or a learning rate could fix
         raise DataError(f"{path}: '{key}' has {bad} non-finite values (NaN or inf); the data "
                         f"is damaged: rebuild it with: {rebuild}")
+    high = X.max()
+    if high > 1:  # unscaled 0..255 images train to chance, and look like a bad learning rate
+        raise DataError(f"{path}: '{key}' has float pixels up to {high:g}; float pixels must be "
+                        f"scaled to [0, 1] (store 0..255 images as integers, which are scaled "
+                        f"by 1/256)")
     return X
 
 

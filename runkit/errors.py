@@ -34,17 +34,62 @@ def fail(message, code=1):
 
 
 
+class ForgivingStdout:
+    """sys.stdout that survives its reader: a closed pipe (`| head -1`) or a full device
+    (`> /dev/full`) stops the printing, not the run. The first failure is kept in `error`; the
+    descriptor then points at /dev/null, so the text still buffered is not written again at
+    exit."""
+
+    def __init__(self, stream):
+        self._stream, self.error = stream, None
+
+    def write(self, text):
+        if self.error is None:
+            try:
+                return self._stream.write(text)
+            except OSError as err:
+                self._failed(err)
+        return len(text)
+
+    def flush(self):
+        if self.error is None:
+            try:
+                self._stream.flush()
+            except OSError as err:
+                self._failed(err)
+
+    def _failed(self, err):
+        self.error = err
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, self._stream.fileno())
+            os.close(devnull)
+        except (OSError, ValueError, AttributeError):  # no descriptor (a test's capture)
+            pass
+
+    def __getattr__(self, name):
+        return getattr(self._stream, name)
+
+
 def run_command(main):
-    """A script's entry point: exit with main()'s return value; Ctrl-C ends the script with
+    """A script's entry point: exit with main()'s return value. Ctrl-C ends the script with
     `interrupted` and exit code 130 instead of a traceback (the scripts' clean-up, such as
-    removing temporary files and stopping helper processes, has run on the way out)."""
+    removing temporary files, has run on the way out). A standard output that cannot be
+    written does not stop the run: a closed pipe ends it quietly, any other failure with one
+    `error:` line and exit code 1, after the run's files are saved."""
+    stdout = sys.stdout = ForgivingStdout(sys.stdout)
     try:
         code = main()
     except KeyboardInterrupt:
         print("\ninterrupted", file=sys.stderr)
         code = EXIT_INTERRUPTED
-    sys.exit(code if isinstance(code, int) else 0)
-
+    code = code if isinstance(code, int) else 0
+    stdout.flush()
+    if stdout.error is not None and not isinstance(stdout.error, BrokenPipeError) and code == 0:
+        print(f"error: cannot write to standard output ({stdout.error.strerror or stdout.error}); "
+              f"the run went on and its files are saved", file=sys.stderr)
+        code = 1
+    sys.exit(code)
 
 
 def check_mlp_size(data, hidden_size, layers, itemsize):

@@ -2,6 +2,7 @@
 from the flags, and its saving with the run's figures, all or nothing."""
 import json
 import math
+import os
 import re
 from pathlib import Path
 
@@ -67,8 +68,34 @@ def read_record(path):
 
 
 
+def _same_files(config, other):
+    """Whether two configurations name the same files in their path flags (keys ending in
+    _path): two runs whose names agree otherwise differ only there."""
+    keys = {key for key in (*config, *other) if key.endswith("_path")}
+    return all(config.get(key) is not None and other.get(key) is not None
+               and os.path.abspath(str(config[key])) == os.path.abspath(str(other[key]))
+               for key in keys)
+
+
+def free_name(output_dir, name, config):
+    """`name`, or `name+2`, `name+3`, ... when `name`.json in `output_dir` is the record of a
+    run on other files (va/data.npz and vb/data.npz both give `data_path=data`): a rerun
+    replaces its own files, never another run's."""
+    candidate, count = name, 1
+    while True:
+        try:
+            other = read_record(Path(output_dir) / f"{candidate}.json").get("config", {})
+        except (OSError, ValueError, AttributeError):
+            return candidate  # no record there (or one unreadable: the run's own, half-done)
+        if not isinstance(other, dict) or _same_files(config, other):
+            return candidate
+        count += 1
+        candidate = f"{name}+{count}"
+
+
 def save_run(output_dir, name, record, figures):
-    """Save a run: each figure as `name`-KEY.pdf/.png, then the record as `name`.json.
+    """Save a run: each figure as `name`-KEY.pdf/.png, then the record as `name`.json, where
+    `name` is made free of other runs' records (free_name). Returns the paths written.
 
     figures: {KEY: (ylabel, {label: values per epoch})}, plotted against record["epochs"].
     All or nothing (`staged_files`): the files replace the run's old ones only once all are
@@ -77,6 +104,7 @@ def save_run(output_dir, name, record, figures):
     and the earlier run's files as they were, if they cannot be written.
     """
     output_dir = writable_dir(output_dir)
+    name = free_name(output_dir, name, record.get("config", {}))
     paths = []
     stage = None
     try:

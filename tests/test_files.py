@@ -1,9 +1,5 @@
-"""Bad input, second round (issue #16): labels, non-finite pixels, empty splits, a full disk,
-temporary files of killed runs, an empty -output_dir and the folders of failed runs.
-
-Each case runs on small synthetic files and checks the one-line message, and that no file was
-left behind or damaged. The downloader's damaged-split case is in test_data.py.
-"""
+"""runkit's files, records and figures: output folders checked before training, files written
+all or nothing, the temporary files and empty folders of failed or killed runs, a full disk."""
 import errno
 import io
 import os
@@ -13,32 +9,11 @@ import sys
 import textwrap
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from conftest import ROOT
 
-import utils
 from runkit import errors, figures, files, records
-
-Q1 = ROOT / "hw1-q1.py"
-
-
-def write_split(path, **arrays):
-    """A course-layout file of 3 classes (every split has each), with `arrays` replacing some."""
-    rng = np.random.RandomState(0)
-    base = {}
-    for split, n in (("train", 30), ("dev", 12), ("test", 12)):
-        base[f"X{split}"] = rng.randint(0, 256, size=(n, 16)).astype(np.uint8)
-        base[f"y{split}"] = (np.arange(n) % 3).astype(np.uint8)
-    base.update(arrays)
-    np.savez_compressed(path, **base)
-    return Path(path)
-
-
-def labels(n, classes):
-    """n labels cycling through `classes`, as int64."""
-    return np.resize(np.asarray(classes, dtype=np.int64), n)
 
 
 def hidden(folder):
@@ -49,168 +24,69 @@ def snapshot(folder):
     return {p.name: p.read_bytes() for p in sorted(Path(folder).iterdir())}
 
 
-# ----------------------------------------------------------------------------- labels
-
-def test_negative_labels_are_refused_naming_file_key_and_values(tmp_path):
-    ytrain = labels(30, [0, 1, 2])
-    ytrain[[4, 7, 9]] = [-1, -3, -1]
-    path = write_split(tmp_path / "d.npz", ytrain=ytrain)
-    with pytest.raises(utils.DataError) as info:
-        utils.load_dataset(path)
-    assert str(info.value) == (f"{path}: 'ytrain' has negative labels (-3, -1); class labels "
-                               f"must be 0, 1, ..., C-1")
+def test_writable_dir_creates_the_folder(tmp_path):
+    path = files.writable_dir(tmp_path / "a" / "b")
+    assert path.is_dir() and list(path.iterdir()) == []  # its check file is gone
 
 
-def test_negative_labels_in_the_medmnist_layout(tmp_path):
-    rng = np.random.RandomState(1)
-    arrays = {}
-    for split, n in (("train", 12), ("val", 6), ("test", 6)):
-        arrays[f"{split}_images"] = rng.randint(0, 256, size=(n, 4, 4)).astype(np.uint8)
-        arrays[f"{split}_labels"] = labels(n, [0, 1, 2]).reshape(n, 1)
-    arrays["val_labels"][2, 0] = -7
-    np.savez(tmp_path / "oct.npz", **arrays)
-    with pytest.raises(utils.DataError) as info:
-        utils.load_dataset(tmp_path / "oct.npz")
-    assert str(info.value) == (f"{tmp_path / 'oct.npz'}: 'val_labels' has negative labels (-7); "
-                               f"class labels must be 0, 1, ..., C-1")
+def test_writable_dir_with_a_file_in_the_way(tmp_path):
+    (tmp_path / "afile").write_text("x")
+    for bad in (tmp_path / "afile", tmp_path / "afile" / "sub", tmp_path / "new" / "afile" / "x"):
+        if bad.parent.name == "afile" and bad.parent.parent.name == "new":
+            (tmp_path / "new").mkdir()
+            (tmp_path / "new" / "afile").write_text("y")
+        with pytest.raises(errors.OutputError, match="a file of that name .* is in the way"):
+            files.writable_dir(bad)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["afile", "new"]
+    assert [p.name for p in (tmp_path / "new").iterdir()] == ["afile"]
+    assert (tmp_path / "afile").read_text() == "x"
 
 
-def test_float_labels_are_refused_even_when_whole(tmp_path):
-    path = write_split(tmp_path / "d.npz", ydev=labels(12, [0, 1, 2]).astype(np.float64))
-    with pytest.raises(utils.DataError) as info:
-        utils.load_dataset(path)
-    assert str(info.value) == (f"{path}: 'ydev' has dtype float64 (values 0.0, 1.0, 2.0); class "
-                               f"labels must be stored as integers 0, 1, ..., C-1")
+def test_writable_dir_removes_the_folders_it_made_when_it_fails(tmp_path, monkeypatch):
+    def refuse(*args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(files.tempfile, "NamedTemporaryFile", refuse)
+    with pytest.raises(errors.OutputError, match=r"cannot write there \(Permission denied\)"):
+        files.writable_dir(tmp_path / "x" / "y")
+    assert list(tmp_path.iterdir()) == []
 
 
-def test_a_label_beyond_the_number_of_examples_is_refused(tmp_path):
-    ytest = labels(12, [0, 1, 2])
-    ytest[5] = 10 ** 9  # 10**9 outputs would not fit in memory
-    path = write_split(tmp_path / "d.npz", ytest=ytest)
-    with pytest.raises(utils.DataError) as info:
-        utils.load_dataset(path)
-    assert str(info.value) == (f"{path}: 'ytest' has label 1000000000, but the splits hold only "
-                               f"54 examples; class labels must be 0, 1, ..., C-1")
+def test_staged_files_are_all_or_nothing(tmp_path):
+    (tmp_path / "a.txt").write_text("old a")
+    with pytest.raises(RuntimeError):
+        with files.staged_files() as stage:
+            stage(tmp_path / "a.txt").write_text("new a")
+            stage(tmp_path / "b.txt").write_text("new b")
+            raise RuntimeError("the third file failed")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.txt"]
+    assert (tmp_path / "a.txt").read_text() == "old a"
+    with files.staged_files() as stage:
+        stage(tmp_path / "a.txt").write_text("new a")
+        stage(tmp_path / "b.txt").write_text("new b")
+        assert (tmp_path / "a.txt").read_text() == "old a"  # not before the block ends
+    assert (tmp_path / "a.txt").read_text() == "new a"
+    assert (tmp_path / "b.txt").read_text() == "new b"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.txt", "b.txt"]
 
 
-def test_a_single_class_is_refused(tmp_path):
-    path = write_split(tmp_path / "d.npz", ytrain=np.zeros(30, np.int64),
-                       ydev=np.zeros(12, np.int64), ytest=np.zeros(12, np.int64))
-    with pytest.raises(utils.DataError) as info:
-        utils.load_dataset(path)
-    assert str(info.value) == (f"{path}: every label of 'ytrain', 'ydev', 'ytest' is 0; a "
-                               f"classifier needs at least two classes")
+def test_save_run_with_a_folder_in_the_way_writes_nothing(tmp_path):
+    record = {"epochs": [1, 2], "train_acc": [0.5, 0.6]}
+    figures = {"accuracy": ("Accuracy", {"train": record["train_acc"]}),
+               "loss": ("Loss", {"train": [2.0, 1.0]})}
+    out = tmp_path / "out"
+    (out / "run-loss.png").mkdir(parents=True)
+    with pytest.raises(errors.OutputError) as info:
+        records.save_run(out, "run", record, figures)
+    assert str(info.value) == (f"cannot write {out / 'run-loss.png'}: a folder of that name is "
+                               f"in the way")
+    assert [p.name for p in out.iterdir()] == ["run-loss.png"]  # no figure, no record, no temp
+    (out / "run-loss.png").rmdir()
+    paths = records.save_run(out, "run", record, figures)
+    assert [p.name for p in paths] == ["run-accuracy.pdf", "run-accuracy.png", "run-loss.pdf",
+                                       "run-loss.png", "run.json"]
+    assert records.read_record(out / "run.json") == record
 
-
-def test_a_training_split_lacking_a_class_warns_once_and_keeps_all_classes(tmp_path, capsys):
-    ytrain = labels(30, [0, 1, 2])  # class 3 is only in dev and test
-    path = write_split(tmp_path / "d.npz", ytrain=ytrain, ydev=labels(12, [0, 1, 2, 3]),
-                       ytest=labels(12, [3, 2, 1, 0]))
-    data = utils.load_dataset(path)
-    assert len(np.unique(data["train"][1])) == 3  # what the scripts counted before
-    assert utils.class_count(data) == 4
-    np.testing.assert_array_equal(data["train"][1], ytrain)
-    assert data["train"][1].dtype == np.int64
-    assert capsys.readouterr().err == (f"warning: {path}: 'ytrain' lacks class 3; the model still "
-                                       f"gets all 4 outputs (labels 0..3)\n")
-    utils.load_dataset(path)
-    assert capsys.readouterr().err == ""  # once per file
-
-
-def test_a_label_only_in_training_is_a_warning_with_every_gap(tmp_path, capsys):
-    ytrain = labels(30, [0, 1, 2])
-    ytrain[0] = 10  # was silently 11 classes
-    path = write_split(tmp_path / "d.npz", ytrain=ytrain)
-    data = utils.load_dataset(path)
-    assert utils.class_count(data) == 11
-    assert capsys.readouterr().err == (
-        f"warning: {path}: 'ydev' lacks class 10; 'ytest' lacks class 10; no split has classes "
-        f"3, 4, 5, 6, 7, ... (7 in all); the model still gets all 11 outputs (labels 0..10)\n")
-
-
-def test_complete_splits_give_no_warning(tmp_path, capsys):
-    data = utils.load_dataset(write_split(tmp_path / "d.npz"))
-    assert utils.class_count(data) == 3
-    assert capsys.readouterr().err == ""
-
-
-def test_class_count_spans_all_three_splits():
-    X = np.zeros((2, 3))
-    data = {"train": (X, np.array([0, 1])), "dev": (X, np.array([4, 0])),
-            "test": (X, np.array([2, 2]))}
-    assert utils.class_count(data) == 5
-    data["dev"] = (X[:0], np.array([], dtype=np.int64))  # an empty split counts for nothing
-    assert utils.class_count(data) == 3
-
-
-# ----------------------------------------------------------------------------- pixels, empty splits
-
-@pytest.mark.parametrize("bad", [[np.nan, np.nan, np.inf], [-np.inf]])
-def test_non_finite_pixels_are_a_data_error(tmp_path, bad):
-    Xtrain = np.random.RandomState(2).rand(30, 16)
-    Xtrain.flat[[3, 50, 400][:len(bad)]] = bad
-    path = write_split(tmp_path / "d.npz", Xtrain=Xtrain)
-    with pytest.raises(utils.DataError) as info:
-        utils.load_dataset(path)
-    assert str(info.value) == (
-        f"{path}: 'Xtrain' has {len(bad)} non-finite values (NaN or inf); the data is damaged: "
-        f"rebuild it with: python download_kuzushiji_mnist.py --output {path} --force")
-
-
-@pytest.mark.parametrize("shape", [(0, 16), (0, 4, 4)])
-def test_an_empty_split_is_said_to_be_empty_not_truncated(tmp_path, shape):
-    path = write_split(tmp_path / "d.npz", Xdev=np.zeros(shape, np.uint8),
-                       ydev=np.zeros(0, np.uint8))
-    with pytest.raises(utils.DataError) as info:
-        utils.load_dataset(path)
-    assert str(info.value) == (f"{path}: the dev split is empty ('Xdev' has 0 rows); rebuild it "
-                               f"with: python download_kuzushiji_mnist.py --output {path} --force")
-
-
-def test_empty_labels_beside_images_are_said_to_be_empty(tmp_path):
-    path = write_split(tmp_path / "d.npz", ytest=np.zeros(0, np.uint8))
-    with pytest.raises(utils.DataError, match=r"the test split is empty \('ytest' has 0 rows\)"):
-        utils.load_dataset(path)
-
-
-def _negative_label(path):
-    ytrain = labels(30, [0, 1, 2])
-    ytrain[3] = -1
-    write_split(path, ytrain=ytrain)
-    return f"{path.name}: 'ytrain' has negative labels (-1); class labels must be 0, 1, ..., C-1"
-
-
-def _nan_pixels(path):
-    X = np.random.RandomState(3).rand(12, 16)
-    X[1, 2] = np.nan
-    write_split(path, Xtest=X)
-    return (f"{path.name}: 'Xtest' has 1 non-finite values (NaN or inf); the data is damaged: "
-            f"rebuild it with: python download_kuzushiji_mnist.py --output {path.name} --force")
-
-
-def _empty_dev(path):
-    write_split(path, Xdev=np.zeros((0, 16), np.uint8), ydev=np.zeros(0, np.uint8))
-    return (f"{path.name}: the dev split is empty ('Xdev' has 0 rows); rebuild it with: "
-            f"python download_kuzushiji_mnist.py --output {path.name} --force")
-
-
-@pytest.mark.parametrize("damage", [_negative_label, _nan_pixels, _empty_dev])
-def test_the_script_stops_on_bad_data_with_one_line(tmp_path, damage):
-    """The command line: `error: ...`, exit code 1, no output folder, the data file untouched."""
-    data = tmp_path / "bad.npz"
-    message = damage(data)
-    before = data.read_bytes()
-    result = subprocess.run([sys.executable, str(Q1), "perceptron", "-data_path", data.name,
-                             "-output_dir", "out", "-epochs", "1"], cwd=tmp_path,
-                            capture_output=True, text=True, timeout=120)
-    assert result.returncode == 1
-    assert result.stderr == f"error: {message}\n"
-    assert result.stdout == ""
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.npz"]
-    assert data.read_bytes() == before
-
-
-# ----------------------------------------------------------------------------- -output_dir ''
 
 def test_an_empty_output_folder_name_is_refused(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
@@ -222,18 +98,8 @@ def test_an_empty_output_folder_name_is_refused(tmp_path, monkeypatch):
     assert list(tmp_path.iterdir()) == []
 
 
-def test_the_script_refuses_an_empty_output_dir(tmp_path):
-    write_split(tmp_path / "d.npz")
-    result = subprocess.run([sys.executable, str(Q1), "perceptron", "-data_path", "d.npz",
-                             "-output_dir", "", "-epochs", "1"], cwd=tmp_path,
-                            capture_output=True, text=True, timeout=120)
-    assert result.returncode == 1
-    assert result.stderr == ("error: the output folder is '' (empty): name a folder, or '.' for "
-                             "the current one\n")
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["d.npz"]
 
 
-# ----------------------------------------------------------------------------- folders of failed runs
 
 def test_remove_created_folders_removes_only_empty_folders_it_made(tmp_path):
     (tmp_path / "mine").mkdir()
@@ -456,3 +322,31 @@ def test_the_temporary_files_of_a_killed_run_are_removed_by_the_next_run(tmp_pat
     foreign.unlink()
     (out / "other.json").unlink()
     assert snapshot(out) == earlier
+
+
+# ----------------------------------------------------------------------------- run names
+
+def test_two_data_files_with_one_stem_never_share_a_run_name(tmp_path, monkeypatch):
+    """va/data.npz and vb/data.npz (or 'a b.npz' and 'a_b.npz') give one name from the flags;
+    the second run takes name+2 instead of replacing the first one's files, and a rerun of
+    either replaces its own."""
+    monkeypatch.chdir(tmp_path)
+    out = tmp_path / "out"
+
+    def save(data_path, acc):
+        record = {"config": {"data_path": data_path, "epochs": 1}, "epochs": [1],
+                  "valid_acc": [acc]}
+        paths = records.save_run(out, "q1-perceptron-data_path=data", record,
+                                 {"accuracy": ("Accuracy", {"dev": [acc]})})
+        return paths[-1].name
+
+    assert save("va/data.npz", 0.25) == "q1-perceptron-data_path=data.json"
+    assert save("vb/data.npz", 0.5) == "q1-perceptron-data_path=data+2.json"
+    assert save("va/data.npz", 0.75) == "q1-perceptron-data_path=data.json"
+    assert save("vb/data.npz", 0.125) == "q1-perceptron-data_path=data+2.json"
+    first = records.read_record(out / "q1-perceptron-data_path=data.json")
+    second = records.read_record(out / "q1-perceptron-data_path=data+2.json")
+    assert (first["valid_acc"], second["valid_acc"]) == ([0.75], [0.125])
+    assert records.run_name("q1", {"data_path": "a b.npz"}, {"data_path": "x.npz"}) == \
+        records.run_name("q1", {"data_path": "a_b.npz"}, {"data_path": "x.npz"})
+    assert save("a b.npz", 0.5) == "q1-perceptron-data_path=data+3.json"
