@@ -6,9 +6,8 @@
 
 Each (model, path) trains in a process of its own, from the course's start (seed 42, the
 course's epoch order), and reports each epoch's training seconds (evaluation excluded); the
-table gives the fastest epoch of each path and the ratio reference / fast. The perceptron has
-no fast path (the blocked walk did not pay for it), so it is timed on the reference path only.
-The load average is printed: on a busy machine the seconds are high and the ratios noisy.
+table gives the fastest epoch of each path and the ratio reference / fast. The perceptron's
+fast path is the same loop, without reordering a copy of X first. The load average is printed: on a busy machine the seconds are high and the ratios noisy.
 """
 import argparse
 import json

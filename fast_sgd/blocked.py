@@ -71,9 +71,8 @@ def _blocks(X, y, order, block_size, coupling, offset=0.0):
 # ----------------------------------------------------------------------------- perceptron
 
 def _perceptron_epoch(W, X, y, order):
-    """hw1-q1.py's per-example loop, over X[order] without first copying X into that order
-    (the copy took longer than the epoch). A blocked walk did not pay for the perceptron. On
-    pixel data k/256 every score is exact, so the weights are the reference path's bits."""
+    """hw1-q1.py's per-example loop, over X[order] without first copying X into that order.
+    On pixel data k/256 every score is exact, so the weights are the reference path's bits."""
     for i in order.tolist():
         x_i = X[i]
         y_hat = (W @ x_i).argmax()
