@@ -1,4 +1,6 @@
-"""Shared fixtures: the repository on sys.path, script loading, the real-data file, tiny data."""
+"""Shared fixtures and helpers, one per job: the repository on sys.path, script loading, the
+real-data file, tiny data, a Ctrl-C of a run, and the bit-for-bit comparison of two trainings
+(with the one-ulp nudge that proves it can fail)."""
 import os
 import signal
 import subprocess
@@ -75,3 +77,33 @@ def assert_ctrl_c_ends_a_run_cleanly(script, args, out):
     assert process.returncode == 130
     assert stderr.strip() == "interrupted"
     assert not out.exists() or not list(out.iterdir())
+
+
+def assert_same_training(model_a, optim_a, model_b, optim_b):
+    """Two torch trainings' parameters and optimizer state, bit for bit."""
+    import torch
+    for (name, p), q in zip(model_a.named_parameters(), model_b.parameters()):
+        assert torch.equal(p, q), f"{name} differs by {(p - q).abs().max().item():.3g}"
+        for key, value in optim_b.state[q].items():
+            if isinstance(value, torch.Tensor):
+                assert torch.equal(optim_a.state[p][key], value), (name, key)
+
+
+def nudge_gradient(monkeypatch, index):
+    """Make fast_sgd's ManualSGD.step move the first entry of gradient `index` up by one ulp."""
+    import math
+
+    import torch
+
+    from fast_sgd import manual
+    original = manual.ManualSGD.step
+
+    def nudged(self, *args):
+        grads = original(self, *args)
+        grad = grads[index].clone()
+        flat = grad.view(-1)
+        flat[0] = torch.nextafter(flat[0], torch.tensor(math.inf))
+        grads[index] = grad
+        return grads
+
+    monkeypatch.setattr(manual.ManualSGD, "step", nudged)

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader
 
-from conftest import load_script
+from conftest import assert_same_training, load_script, nudge_gradient
 from fast_sgd import Engine, TrainingPath, blocked, manual
 
 q1 = load_script("hw1-q1.py")
@@ -402,21 +402,6 @@ def manual_train_batch(X, y, model, optimizer, criterion, **kwargs):
     return built.epoch(lambda: ([X], y)).item()
 
 
-def nudge_one_gradient(monkeypatch, index):
-    """Make ManualSGD.step move the first entry of gradient `index` up by one ulp."""
-    original = manual.ManualSGD.step
-
-    def nudged(self, *args):
-        grads = original(self, *args)
-        grad = grads[index].clone()
-        flat = grad.view(-1)
-        flat[0] = torch.nextafter(flat[0], torch.tensor(math.inf))
-        grads[index] = grad
-        return grads
-
-    monkeypatch.setattr(manual.ManualSGD, "step", nudged)
-
-
 def checked_setup(momentum):
     """A small ReLU network with dropout (B = 4, N = 23: a short last batch), its SGD and the
     CrossEntropyLoss, ready for agrees_with. The output bias starts at 0 and lr is 1/2, so that
@@ -451,7 +436,7 @@ def test_agrees_with_rejects_a_one_ulp_difference(monkeypatch, momentum):
     def unperturbed_batch(X_b, y_b, m, o, c):
         return Unperturbed.build(m, o, c, len(X_b)).epoch(lambda: ([X_b], y_b)).item()
 
-    nudge_one_gradient(monkeypatch, index=-1)
+    nudge_gradient(monkeypatch, index=-1)
     built = manual.ManualSGD.build(model, optimizer, criterion, 4)
     assert not built.agrees_with(course_train_batch, X, y)
     assert not built.agrees_with(unperturbed_batch, X, y)
@@ -518,15 +503,6 @@ def run_both(config, epochs=3, D=8):
     return fast_losses, path, fast_model, fast_optim, ref_losses, ref_model, ref_optim
 
 
-def assert_same_training(fast_model, fast_optim, ref_model, ref_optim):
-    """Parameters and optimizer state, bit for bit."""
-    for p, q in zip(fast_model.parameters(), ref_model.parameters()):
-        assert torch.equal(p, q), f"parameters differ by {(p - q).abs().max().item():.3g}"
-        for key, value in ref_optim.state[q].items():
-            if isinstance(value, torch.Tensor):
-                assert torch.equal(fast_optim.state[p][key], value), key
-
-
 FAST_EPOCH_CASES = {
     "linear-batch1": dict(batch_size=1),
     "linear-batch7-momentum-decay": dict(batch_size=7, optim=dict(momentum=0.9,
@@ -576,7 +552,7 @@ def test_fast_epochs_fall_back_to_autograd_when_manual_sgd_is_off_by_one_ulp(mon
     """ManualSGD.step perturbed by one ulp in one gradient: fast_epochs trains with autograd
     on the pre-shuffled batches instead, says so in its path, and still gives the DataLoader
     flow's numbers bit for bit."""
-    nudge_one_gradient(monkeypatch, index=-1)
+    nudge_gradient(monkeypatch, index=-1)
     config = dict(batch_size=4, hidden=(6,), dropout=0.3, optim=dict(lr=0.5, momentum=momentum))
     fast_losses, path, fast_model, fast_optim, ref_losses, ref_model, ref_optim = run_both(
         config)

@@ -10,7 +10,6 @@ Shapes: N examples, D features, H hidden units, C classes, B examples per batch.
 """
 import copy
 import json
-import math
 import re
 import subprocess
 import sys
@@ -24,7 +23,8 @@ from torch.utils.data import DataLoader
 
 import utils
 from runkit import epoch_log, records
-from conftest import ROOT, assert_ctrl_c_ends_a_run_cleanly, load_script, make_tiny_dataset
+from conftest import (ROOT, assert_ctrl_c_ends_a_run_cleanly, assert_same_training,
+                      load_script, make_tiny_dataset, nudge_gradient)
 from fast_sgd import manual
 
 q2 = load_script("hw1-q2.py")
@@ -88,15 +88,6 @@ def run_train(data_path, epochs, batch_size, impl, **config):
     model, optim, criterion, dataset = build_run(data_path, **config)
     history = q2.train(model, optim, criterion, dataset, epochs, batch_size, "cpu", impl)
     return model, optim, history
-
-
-def assert_same_training(model_a, optim_a, model_b, optim_b):
-    """Parameters and optimizer state, bit for bit."""
-    for (name, p), q in zip(model_a.named_parameters(), model_b.parameters()):
-        assert torch.equal(p, q), f"{name} differs by {(p - q).abs().max().item():.3g}"
-        for key, value in optim_b.state[q].items():
-            if isinstance(value, torch.Tensor):
-                assert torch.equal(optim_a.state[p][key], value), (name, key)
 
 
 CURVES = ("train_loss", "valid_loss", "valid_acc")
@@ -192,25 +183,12 @@ def test_batch_of_one_biases_step_by_their_gradient_rows_bit_for_bit(tiny_data, 
                                                   q.view(-1).view(torch.int32))
 
 
-def nudge_output_bias_gradient(monkeypatch):
-    """ManualSGD.step with the first entry of the output bias's gradient one ulp higher."""
-    original = manual.ManualSGD.step
-
-    def nudged(self, *args):
-        grads = original(self, *args)
-        grads[-1] = grads[-1].clone()
-        grads[-1][0] = torch.nextafter(grads[-1][0], torch.tensor(math.inf))
-        return grads
-
-    monkeypatch.setattr(manual.ManualSGD, "step", nudged)
-
-
 def test_manual_sgd_off_by_one_ulp_falls_back_to_autograd(tiny_data, monkeypatch, capsys):
     """With ManualSGD's arithmetic perturbed (one gradient entry one ulp off; momentum, so the
     momentum buffer shows it after one step), the start-up check refuses it: the run trains
     with autograd on the pre-shuffled batches, says so, and still gives the reference's
     numbers bit for bit."""
-    nudge_output_bias_gradient(monkeypatch)
+    nudge_gradient(monkeypatch, index=-1)
     config = dict(CASES["mlp-defaults"], momentum=0.9)
     model, optim, fast = run_train(tiny_data, epochs=3, impl="fast", **config)
     assert fast["engine"] == "AUTOGRAD_PRESHUFFLED" and "bits differ" in fast["path"]
