@@ -7,6 +7,9 @@ The split: dev = official training images at RandomState(42).permutation(60000)[
 next 50,000 of that permutation (both in permutation order; this is scikit-learn's
 train_test_split(train_size=50000, test_size=10000, random_state=42)), test = the official test set.
 Pixels are stored as uint8; utils.load_dataset scales them by 1/256.
+
+An --output that is already there is replaced only when this script wrote it (the archive's first
+member is MARKER_KEY), or with --force; an official file of --source or --cache-dir, never.
 """
 import argparse
 import hashlib
@@ -45,6 +48,12 @@ SPLIT_SEED = 42
 # split_fingerprint of the course's split of the official files: a built file is kept only if
 # its arrays hash to this (shapes and a few labels would let a damaged file through).
 SPLIT_SHA256 = "13dbf9a3b5bc163ee28601f1b3ba09c557c7789ad9f9aa19be2995c6fd57cccb"
+
+# The member that marks a split this script wrote, so that a damaged one is rebuilt while any
+# other file at --output is left alone. It is the archive's first member: its name stays at the
+# start of the file even when the file is truncated (a zip's directory, at the end, goes first).
+MARKER_KEY = "kmnist_split"
+MARKER_TEXT = "the course's split of Kuzushiji-MNIST, written by download_kuzushiji_mnist.py"
 
 MANUAL_HINT = ("Fetch the four files by hand ({}) from {} and run: "
                "python download_kuzushiji_mnist.py --source DIR")
@@ -146,6 +155,17 @@ def download_file(url, dest, md5, retries=3, backoff=1.0, timeout=30.0, stream=N
     return dest
 
 
+def md5_problem(name, got, checksums=FILES):
+    """Why a file named `name` whose md5 is `got` is not that official file: it is another of
+    them (named, as when two files were swapped or renamed), or none of them."""
+    others = [other for other, (_, md5) in checksums.items() if md5 == got and other != name]
+    if others:
+        return (f"is the official {others[0]} (md5 {got}), not {name}: the files were swapped "
+                f"or renamed; give each its official name")
+    return (f"has md5 {got}, expected {checksums[name][1]}; it is none of the official files: "
+            f"corrupt, or not the official release")
+
+
 def fetch_all(cache_dir, url_base=URL_BASE, checksums=FILES, retries=3, backoff=1.0,
               timeout=30.0, stream=None):
     """Make sure every file of `checksums` is in `cache_dir` with the right md5; return the folder."""
@@ -173,7 +193,12 @@ def verify_source(source, checksums=FILES):
     """Check that `source` holds every file of `checksums` with the right md5."""
     source = Path(source)
     if not source.is_dir():
-        raise DownloadError(f"--source {source}: no such folder")
+        if not source.exists():
+            raise DownloadError(f"--source {source}: no such folder")
+        hint = (f": --source {source.parent}" if source.name in checksums  # one of the four
+                else f" ({', '.join(checksums)})")
+        raise DownloadError(f"--source {source}: is a file, not a folder; give the folder that "
+                            f"holds the four official files{hint}")
     for name, (_, md5) in checksums.items():
         path = source / name
         if not path.is_file():
@@ -181,8 +206,7 @@ def verify_source(source, checksums=FILES):
                                 + MANUAL_HINT.format(", ".join(checksums), URL_BASE))
         got = md5sum(path)
         if got != md5:
-            raise DownloadError(f"--source {source}: {name} has md5 {got}, expected {md5}; "
-                                f"the file is corrupt or not the official release")
+            raise DownloadError(f"--source {source}: {name} {md5_problem(name, got, checksums)}")
     return source
 
 
@@ -221,7 +245,7 @@ def build_split(raw_dir, output):
     try:
         with atomic_path(output) as tmp:
             with open(tmp, "wb") as f:
-                np.savez_compressed(f, **arrays)
+                write_split(f, arrays)
     except Exception as err:  # checked writable at the start, so a full disk or the like
         cause = os_error_in(err)  # zipfile may report it as another error
         if cause is None:
@@ -229,6 +253,88 @@ def build_split(raw_dir, output):
         raise OutputError(f"--output {output}: cannot write the split "
                           f"({cause.strerror or cause})") from None
     return Path(output)
+
+
+def write_split(f, arrays):
+    """Write `arrays` ({key: array}) to the binary file `f` as an .npz archive (what
+    np.savez_compressed writes), with the MARKER_KEY member first.
+
+    The archive is closed on every path, also when a write fails: numpy before 2.0 leaves its
+    ZipFile open then, and the ZipFile's __del__ later prints 'Exception ignored' and a
+    traceback after the error line.
+    """
+    members = {MARKER_KEY: np.array(MARKER_TEXT), **arrays}
+    with zipfile.ZipFile(f, "w", zipfile.ZIP_DEFLATED) as archive:
+        for key, array in members.items():
+            with archive.open(key + ".npy", "w", force_zip64=True) as member:
+                np.lib.format.write_array(member, np.asanyarray(array), allow_pickle=False)
+
+
+def written_here(path):
+    """True when the file `path` starts with the MARKER_KEY member: a split this script wrote,
+    whole or damaged. Read from the first member's header, at the start of the file, so that a
+    truncated archive (which np.load cannot open) is still recognised. Raises OSError when the
+    file cannot be read."""
+    name = f"{MARKER_KEY}.npy".encode()
+    with open(path, "rb") as f:
+        head = f.read(30 + len(name))  # a zip local file header is 30 bytes, then the name
+    return (head[:4] == b"PK\x03\x04" and int.from_bytes(head[26:28], "little") == len(name)
+            and head[30:] == name)
+
+
+def _same_file(a, b):
+    """True when the paths `a` and `b` name one file: the same path once links are resolved, or
+    the same inode (a hard link)."""
+    try:
+        if a.resolve() == b.resolve():
+            return True
+    except (OSError, RuntimeError):  # a symlink loop: compare the inodes only
+        pass
+    try:
+        return os.path.samefile(a, b)
+    except OSError:  # one of them does not exist
+        return False
+
+
+def check_not_a_source(output, source, cache_dir, checksums=FILES):
+    """Raise OutputError when `output` is one of the official files the split is built from, in
+    --source or in --cache-dir (there or not yet: a download would put it there); --force does
+    not lift this."""
+    output = Path(output)
+    folders = [(cache_dir, "--cache-dir")] + ([(source, "--source")] if source is not None else [])
+    for folder, flag in folders:
+        for name in checksums:
+            if _same_file(output, Path(folder) / name):
+                raise OutputError(f"--output {output}: is the official file {name} of {flag} "
+                                  f"{folder}, which the split is built from; it is never "
+                                  f"replaced, even with --force: choose another --output")
+
+
+def check_replaceable(output, force, fingerprint=SPLIT_SHA256):
+    """Whether the file already at `output` (if any) may be replaced by a new build.
+
+    Returns "absent" (nothing there, or a folder: check_output reports that), "split" (it holds
+    the course's split, and not `force`), "damaged" (a split this script wrote that no longer
+    holds the course's split) or "forced"; raises OutputError for any other file, without --force.
+    """
+    output = Path(output)
+    if not os.path.lexists(output) or output.is_dir():
+        return "absent"
+    if force:
+        return "forced"
+    if split_is_valid(output, fingerprint):
+        return "split"
+    try:
+        ours = written_here(output)
+    except OSError as err:
+        raise OutputError(f"--output {output}: cannot be read ({err.strerror or err}), so it is "
+                          f"left as it is: pass --force to replace it, or choose another --output"
+                          ) from None
+    if not ours:
+        raise OutputError(f"--output {output}: is there and is not a split this script wrote "
+                          f"(no {MARKER_KEY!r} marker), so it is left as it is: pass --force to "
+                          f"replace it, or choose another --output")
+    return "damaged"
 
 
 def split_fingerprint(arrays):
@@ -301,7 +407,10 @@ def _parser():
         description="Download Kuzushiji-MNIST (md5-verified) and build the course's "
                     "train/dev/test split.",
         epilog="Without network access: fetch the four files (" + ", ".join(FILES) + ") by hand "
-               "and pass their folder with --source.")
+               "and pass their folder with --source. A file already at --output is replaced "
+               f"only when this script wrote it (its first member is {MARKER_KEY!r}) and it no "
+               "longer holds the split, or with --force; an official file in --source or "
+               "--cache-dir never.")
     parser.add_argument("--source", type=path_value, default=None, metavar="DIR",
                         help="build offline from a folder that already holds the four official "
                              "files (without it: download them)")
@@ -309,8 +418,9 @@ def _parser():
                         help="base URL of the files: an http(s):// mirror or a file:// folder "
                              "(default: %(default)s)")
     parser.add_argument("--output", type=path_value, default=Path(DEFAULT_OUTPUT), metavar="PATH",
-                        help="where to write the split, the scripts' default -data_path "
-                             "(default: %(default)s)")
+                        help="where to write the split, the scripts' default -data_path; "
+                             "a file there that this script did not write is replaced only "
+                             "with --force (default: %(default)s)")
     parser.add_argument("--cache-dir", type=path_value, default=Path(DEFAULT_CACHE), metavar="DIR",
                         help="folder for the downloaded raw files (default: %(default)s)")
     parser.add_argument("--retries", type=int, default=3, metavar="N",
@@ -319,7 +429,9 @@ def _parser():
                         help="seconds before a stalled connection counts as a network error "
                              "(default: %(default)s)")
     parser.add_argument("--force", action="store_true",
-                        help="rebuild the split even if the output already holds it")
+                        help="rebuild the split even if the output already holds it, and "
+                             "replace an --output file this script did not write (never an "
+                             "official file of --source or --cache-dir)")
     return parser
 
 
@@ -334,15 +446,20 @@ def main(argv=None, checksums=FILES, backoff=1.0, fingerprint=SPLIT_SHA256):
     if args.retries < 0:
         parser.error(f"argument --retries: must be >= 0, got {args.retries}")
 
+    try:  # refused before anything is fetched, written or removed
+        check_not_a_source(args.output, args.source, args.cache_dir, checksums)
+        existing = check_replaceable(args.output, args.force, fingerprint)
+    except OutputError as err:
+        fail(str(err))
     if args.output.parent.is_dir():
         remove_stale_temps(args.output.parent)  # a killed build's temporary file
-    if args.output.is_file() and not args.force:
-        if split_is_valid(args.output, fingerprint):
-            print(f"{args.output} already holds the course's split; nothing to do "
-                  f"(--force rebuilds)")
-            return 0
-        print(f"{args.output} does not hold the course's split (damaged, or another file); "
-              f"building it again")
+    if existing == "split":
+        print(f"{args.output} already holds the course's split; nothing to do "
+              f"(--force rebuilds)")
+        return 0
+    if existing == "damaged":
+        print(f"{args.output} was written by this script but does not hold the course's split "
+              f"(damaged); building it again")
     created = new_folders(args.output.parent)
     if args.source is None:
         created += new_folders(args.cache_dir)

@@ -1,6 +1,7 @@
 """download_kuzushiji_mnist.py: the download (against a server on 127.0.0.1), the offline build
 from --source, what it refuses, and the course's split it writes."""
 import errno
+import gc
 import hashlib
 import io
 import os
@@ -314,7 +315,9 @@ def test_source_folder_missing_or_corrupt_file(fake_release, tmp_path, capsys):
     assert "kmnist-test-labels.npz is missing" in capsys.readouterr().err
     (src / "kmnist-test-labels.npz").write_bytes(b"not the file")
     assert _exit_code(["--source", str(src), "--output", str(out)], checksums=checksums) == 1
-    assert "kmnist-test-labels.npz has md5" in capsys.readouterr().err
+    assert (f"kmnist-test-labels.npz has md5 {hashlib.md5(b'not the file').hexdigest()}, "
+            f"expected {checksums['kmnist-test-labels.npz'][1]}; it is none of the official "
+            f"files: corrupt, or not the official release") in capsys.readouterr().err
     assert _exit_code(["--source", str(tmp_path / "nowhere"), "--output", str(out)],
                       checksums=checksums) == 1
     assert "no such folder" in capsys.readouterr().err
@@ -394,15 +397,26 @@ def test_write_failure_during_the_build_is_a_clean_error(fake_release, tmp_path,
                                                          monkeypatch):
     _, blobs, checksums = fake_release
     src = _source_folder(tmp_path, blobs)
+    written = []
 
-    def disk_full(*args, **kwargs):
-        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    def disk_full(member, array, **kwargs):  # the disk fills up in the third array
+        written.append(array.shape)
+        if len(written) == 3:
+            member.write(b"\x93NUMPY")
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        real_write_array(member, array, **kwargs)
 
-    monkeypatch.setattr(dl.np, "savez_compressed", disk_full)
+    real_write_array = np.lib.format.write_array
+    monkeypatch.setattr(np.lib.format, "write_array", disk_full)
+    unraisable = []  # what a ZipFile left open would report when collected
+    monkeypatch.setattr(sys, "unraisablehook", unraisable.append)
     out = tmp_path / "new" / "out.npz"
     assert _exit_code(["--source", str(src), "--output", str(out)], checksums=checksums) == 1
+    gc.collect()
+    assert len(written) == 3
     assert _error_line(capsys.readouterr().err) == (
         f"error: --output {out}: cannot write the split (No space left on device)")
+    assert unraisable == []
     assert _tree(tmp_path) == ["src"] + [f"src/{name}" for name in sorted(blobs)]
 
 
@@ -474,6 +488,10 @@ def test_help_shows_the_defaults(capsys, monkeypatch):
                           ("--timeout SECONDS", "30.0")):
         [line] = [line for line in out.splitlines() if line.lstrip().startswith(flag)]
         assert line.endswith(f"(default: {default})")
+    text = " ".join(out.split())
+    assert ("A file already at --output is replaced only when this script wrote it (its first "
+            "member is 'kmnist_split') and it no longer holds the split, or with --force; an "
+            "official file in --source or --cache-dir never.") in text
 
 
 # ----------------------------------------------------------------------------- a damaged split
@@ -489,7 +507,16 @@ def _expected_split(arrays):
 
 
 def _resave(path, split, **changes):
-    np.savez_compressed(path, **{**split, **changes})
+    """Change arrays of a split this script wrote, keeping its members (the marker first)."""
+    with np.load(path) as data:
+        members = {key: data[key] for key in data.files}
+    np.savez_compressed(path, **{**members, **changes})
+
+
+def _flip_a_byte(path):
+    blob = bytearray(path.read_bytes())
+    blob[len(blob) // 2] ^= 0xFF
+    path.write_bytes(bytes(blob))
 
 
 DAMAGES = {
@@ -502,13 +529,14 @@ DAMAGES = {
     "pixels as int64": lambda path, split: _resave(path, split,
                                                    Xdev=split["Xdev"].astype(np.int64)),
     "truncated": lambda path, split: path.write_bytes(path.read_bytes()[:-100]),
-    "another dataset": lambda path, split: make_tiny_dataset(path),
+    "a flipped byte": lambda path, split: _flip_a_byte(path),
 }
 
 
 @pytest.mark.parametrize("damage", list(DAMAGES))
 def test_a_damaged_split_is_built_again(fake_release, tmp_path, capsys, damage):
-    """"Nothing to do" only when every array is the split's, not just its shapes."""
+    """"Nothing to do" only when every array is the split's, not just its shapes; a split this
+    script wrote that no longer holds it is rebuilt without --force."""
     arrays, blobs, checksums = fake_release
     src = _source_folder(tmp_path, blobs)
     out = tmp_path / "out.npz"
@@ -523,10 +551,10 @@ def test_a_damaged_split_is_built_again(fake_release, tmp_path, capsys, damage):
     DAMAGES[damage](out, expected)
     assert out.read_bytes() != built
     assert dl.main(argv, **kwargs) == 0
-    assert (f"{out} does not hold the course's split (damaged, or another file); building it "
-            f"again") in capsys.readouterr().out
+    assert (f"{out} was written by this script but does not hold the course's split "
+            f"(damaged); building it again") in capsys.readouterr().out
     with np.load(out) as data:
-        assert sorted(data.files) == sorted(expected)
+        assert data.files == [dl.MARKER_KEY, *expected]
         for key, value in expected.items():
             assert data[key].dtype == value.dtype
             np.testing.assert_array_equal(data[key], value)
@@ -544,6 +572,176 @@ def test_split_fingerprint_sees_every_array_and_its_layout(fake_release):
             assert dl.split_fingerprint({**expected, key: changed}) != base, key
     swapped = {**expected, "Xdev": expected["Xtest"][:10], "Xtest": expected["Xdev"]}
     assert dl.split_fingerprint(swapped) != base
+
+
+# --------------------------------------------------------------------- what --output may replace
+
+def test_the_split_is_marked_as_written_here(fake_release, tmp_path):
+    """The marker is the archive's first member, found at the file's start even when the rest
+    is lost; the loader ignores it."""
+    arrays, blobs, checksums = fake_release
+    src = _source_folder(tmp_path, blobs)
+    out = tmp_path / "out.npz"
+    expected = _expected_split(arrays)
+    assert dl.main(["--source", str(src), "--output", str(out)], checksums=checksums) == 0
+    with np.load(out, allow_pickle=False) as data:
+        assert data.files == [dl.MARKER_KEY, *utils.COURSE_KEYS]
+        assert data[dl.MARKER_KEY][()] == dl.MARKER_TEXT
+    assert dl.split_is_valid(out, dl.split_fingerprint(expected))
+    np.testing.assert_array_equal(utils.load_dataset(out)["dev"][1], expected["ydev"])
+    assert dl.written_here(out)
+    out.write_bytes(out.read_bytes()[:100])
+    assert dl.written_here(out)
+    resaved = tmp_path / "resaved.npz"
+    np.savez_compressed(resaved, **expected)
+    assert not dl.written_here(resaved)
+    resaved.write_bytes(b"")
+    assert not dl.written_here(resaved)
+
+
+def test_a_file_that_holds_the_split_is_kept_whoever_wrote_it(fake_release, tmp_path, capsys):
+    arrays, blobs, checksums = fake_release
+    src = _source_folder(tmp_path, blobs)
+    copy = tmp_path / "copy.npz"
+    expected = _expected_split(arrays)
+    np.savez_compressed(copy, **expected)  # the split's arrays, without the marker
+    before = copy.read_bytes()
+    argv = ["--source", str(src), "--output", str(copy)]
+    assert dl.main(argv, checksums=checksums, fingerprint=dl.split_fingerprint(expected)) == 0
+    assert "already holds the course's split; nothing to do" in capsys.readouterr().out
+    assert copy.read_bytes() == before
+
+
+UNRELATED = {
+    "a text file": lambda path, split: path.write_text("my notes\n"),
+    "an empty file": lambda path, split: path.write_bytes(b""),
+    "another dataset in the course's layout": lambda path, split: make_tiny_dataset(path),
+    "another split, saved by numpy": lambda path, split: np.savez_compressed(
+        path, **{**split, "ydev": (split["ydev"] + 1) % 10}),
+}
+
+
+@pytest.mark.parametrize("kind", list(UNRELATED))
+def test_a_file_this_script_did_not_write_is_replaced_only_with_force(fake_release, tmp_path,
+                                                                      capsys, kind):
+    arrays, blobs, checksums = fake_release
+    src = _source_folder(tmp_path, blobs)
+    mine = tmp_path / "mine.npz"
+    expected = _expected_split(arrays)
+    UNRELATED[kind](mine, expected)
+    before, tree = mine.read_bytes(), _tree(tmp_path)
+    argv = ["--source", str(src), "--output", str(mine)]
+    kwargs = {"checksums": checksums, "fingerprint": dl.split_fingerprint(expected)}
+    assert _exit_code(argv, **kwargs) == 1
+    captured = capsys.readouterr()
+    assert captured.err == (f"error: --output {mine}: is there and is not a split this script "
+                            f"wrote (no 'kmnist_split' marker), so it is left as it is: pass "
+                            f"--force to replace it, or choose another --output\n")
+    assert captured.out == ""
+    assert mine.read_bytes() == before and _tree(tmp_path) == tree
+    assert _exit_code(argv + ["--force"], **kwargs) == 0
+    with np.load(mine) as data:
+        assert data.files == [dl.MARKER_KEY, *expected]
+        for key, value in expected.items():
+            np.testing.assert_array_equal(data[key], value)
+    assert _leftovers(tmp_path) == []
+
+
+def test_an_unrelated_file_at_the_default_output_is_refused_on_the_command_line(tmp_path):
+    """As a user runs it: in the current folder, the default --output, no traceback."""
+    (tmp_path / "Kuzushiji-MNIST.npz").write_text("my own split")
+    result = _cli("--source", tmp_path / "nowhere", cwd=tmp_path)
+    assert result.returncode == 1
+    assert result.stderr == ("error: --output Kuzushiji-MNIST.npz: is there and is not a split "
+                             "this script wrote (no 'kmnist_split' marker), so it is left as it "
+                             "is: pass --force to replace it, or choose another --output\n")
+    assert result.stdout == ""
+    assert (tmp_path / "Kuzushiji-MNIST.npz").read_text() == "my own split"
+    assert _tree(tmp_path) == ["Kuzushiji-MNIST.npz"]
+
+
+def _official_output(case, tmp_path, src):
+    """(--output, the official file it is, the flag of that file's folder) for each way an
+    --output can name an official file."""
+    if case == "a linked folder":
+        (tmp_path / "alias").symlink_to(src, target_is_directory=True)
+        return tmp_path / "alias" / "kmnist-test-imgs.npz", "kmnist-test-imgs.npz", "--source"
+    if case == "a symlink":
+        (tmp_path / "link.npz").symlink_to(src / "kmnist-train-imgs.npz")
+        return tmp_path / "link.npz", "kmnist-train-imgs.npz", "--source"
+    if case == "a hard link":
+        os.link(src / "kmnist-test-labels.npz", tmp_path / "hard.npz")
+        return tmp_path / "hard.npz", "kmnist-test-labels.npz", "--source"
+    if case == "through ..":
+        return src / ".." / "src" / "kmnist-train-labels.npz", "kmnist-train-labels.npz", "--source"
+    if case.startswith("the cache's"):
+        return tmp_path / "raw" / "kmnist-train-imgs.npz", "kmnist-train-imgs.npz", "--cache-dir"
+    return src / "kmnist-train-imgs.npz", "kmnist-train-imgs.npz", "--source"
+
+
+@pytest.mark.parametrize("force", [False, True])
+@pytest.mark.parametrize("case", ["the source file", "through ..", "a linked folder", "a symlink",
+                                  "a hard link", "the cache's file, downloaded",
+                                  "the cache's file, not yet downloaded"])
+def test_the_split_never_replaces_an_official_file(fake_release, tmp_path, capsys, case, force):
+    """Not even with --force: a source or cached file replaced by the split fails every later
+    build's md5 check. Refused before anything is fetched, written or removed."""
+    _, blobs, checksums = fake_release
+    src = _source_folder(tmp_path, blobs)
+    output, name, flag = _official_output(case, tmp_path, src)
+    with FakeHost(blobs) as host:
+        if case == "the cache's file, downloaded":
+            assert _run(host.url, tmp_path, checksums) == 0
+            (tmp_path / "out.npz").unlink()
+        host.requests.clear()
+        folder = {"--source": src, "--cache-dir": tmp_path / "raw"}[flag]
+        argv = ["--output", str(output), "--cache-dir", str(tmp_path / "raw"),
+                "--url-base", host.url] + (["--source", str(src)] if flag == "--source" else [])
+        capsys.readouterr()
+        tree = _tree(tmp_path)
+        assert _exit_code(argv + ["--force"] * force, checksums=checksums) == 1
+    captured = capsys.readouterr()
+    assert captured.err == (f"error: --output {output}: is the official file {name} of {flag} "
+                            f"{folder}, which the split is built from; it is never replaced, "
+                            f"even with --force: choose another --output\n")
+    assert captured.out == "" and host.requests == []
+    assert _tree(tmp_path) == tree
+    for name, blob in blobs.items():
+        assert (src / name).read_bytes() == blob
+        if case == "the cache's file, downloaded":
+            assert (tmp_path / "raw" / name).read_bytes() == blob
+
+
+def test_a_swapped_source_file_is_named(fake_release, tmp_path, capsys):
+    _, blobs, checksums = fake_release
+    src = _source_folder(tmp_path, blobs)
+    (src / "kmnist-train-labels.npz").write_bytes(blobs["kmnist-test-labels.npz"])
+    (src / "kmnist-test-labels.npz").write_bytes(blobs["kmnist-train-labels.npz"])
+    out = tmp_path / "new" / "out.npz"
+    assert _exit_code(["--source", str(src), "--output", str(out)], checksums=checksums) == 1
+    md5 = checksums["kmnist-test-labels.npz"][1]
+    assert capsys.readouterr().err == (
+        f"error: --source {src}: kmnist-train-labels.npz is the official kmnist-test-labels.npz "
+        f"(md5 {md5}), not kmnist-train-labels.npz: the files were swapped or renamed; give "
+        f"each its official name\n")
+    assert not (tmp_path / "new").exists()
+
+
+@pytest.mark.parametrize("name", ["kmnist-train-imgs.npz", "notes.txt"])
+def test_a_source_that_is_a_file_says_so(fake_release, tmp_path, capsys, name):
+    _, blobs, checksums = fake_release
+    src = _source_folder(tmp_path, blobs)
+    (src / "notes.txt").write_text("not a folder")
+    tree = _tree(tmp_path)
+    source = src / name
+    argv = ["--source", str(source), "--output", str(tmp_path / "new" / "out.npz")]
+    assert _exit_code(argv, checksums=checksums) == 1
+    hint = (f": --source {src}" if name in checksums
+            else " (kmnist-train-imgs.npz, kmnist-train-labels.npz, kmnist-test-imgs.npz, "
+                 "kmnist-test-labels.npz)")
+    assert capsys.readouterr().err == (f"error: --source {source}: is a file, not a folder; give "
+                                       f"the folder that holds the four official files{hint}\n")
+    assert _tree(tmp_path) == tree
 
 
 KILLED_BUILD = """\
@@ -585,23 +783,40 @@ sys.path.insert(0, sys.argv[1])
 import download_kuzushiji_mnist as dl
 src = Path(sys.argv[2])
 checksums = {name: (0, hashlib.md5((src / name).read_bytes()).hexdigest()) for name in dl.FILES}
+if sys.argv[4] == "numpy 1.26's savez_compressed":
+    import zipfile
+    import numpy as np
+
+    def savez_compressed(file, **arrays):  # as numpy 1.26's: not closed when a write fails
+        archive = zipfile.ZipFile(file, mode="w", compression=zipfile.ZIP_DEFLATED)
+        for key, array in arrays.items():
+            with archive.open(key + ".npy", "w", force_zip64=True) as member:
+                np.lib.format.write_array(member, np.asanyarray(array), allow_pickle=False)
+        archive.close()
+
+    np.savez_compressed = savez_compressed
 signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails with EFBIG
 resource.setrlimit(resource.RLIMIT_FSIZE, (8000, resource.RLIM_INFINITY))
-dl.main(["--source", str(src), "--output", sys.argv[3]], checksums=checksums)
+dl.main(["--source", str(src), "--output", sys.argv[3], "--force"], checksums=checksums)
 """
 
 
 @pytest.mark.skipif(not hasattr(signal, "SIGXFSZ"), reason="needs RLIMIT_FSIZE")
-def test_a_real_write_failure_during_the_build_keeps_the_earlier_file(fake_release, tmp_path):
-    """A file-size limit makes the kernel refuse the writes, as a full disk would."""
+@pytest.mark.parametrize("numpy_writer", ["numpy as installed", "numpy 1.26's savez_compressed"])
+def test_a_real_write_failure_during_the_build_keeps_the_earlier_file(fake_release, tmp_path,
+                                                                      numpy_writer):
+    """A file-size limit makes the kernel refuse the writes, as a full disk would. stderr is the
+    error line alone, whichever numpy writes .npz archives: numpy 1.26's savez_compressed left
+    its ZipFile open on a failed write, and its __del__ printed 'Exception ignored' and a
+    traceback at exit."""
     _, blobs, _ = fake_release
     src = _source_folder(tmp_path, blobs)
     out = tmp_path / "out.npz"
     out.write_bytes(b"an earlier file")
     script = tmp_path / "limited.py"
     script.write_text(LIMITED_BUILD)
-    result = subprocess.run([sys.executable, str(script), str(ROOT), str(src), str(out)],
-                            capture_output=True, text=True, timeout=60)
+    result = subprocess.run([sys.executable, str(script), str(ROOT), str(src), str(out),
+                             numpy_writer], capture_output=True, text=True, timeout=60)
     assert result.returncode == 1
     assert result.stderr == f"error: --output {out}: cannot write the split (File too large)\n"
     assert out.read_bytes() == b"an earlier file"
@@ -622,7 +837,8 @@ def test_course_split_indices():
 
 def test_real_split_fingerprints(real_data_path):
     with np.load(real_data_path) as data:
-        assert sorted(data.files) == sorted(utils.COURSE_KEYS)
+        # the marker leads when this script wrote the file; a copy saved otherwise has none
+        assert data.files in (list(utils.COURSE_KEYS), [dl.MARKER_KEY, *utils.COURSE_KEYS])
         assert data["Xtrain"].dtype == np.uint8
         assert data["Xtrain"].shape == (50000, 784)
         assert data["Xdev"].shape == (10000, 784)
