@@ -251,6 +251,8 @@ def test_configure_seed_as_the_course_does(monkeypatch):
     assert draws[0] == (random.Random(11).random(), np.random.RandomState(11).rand(2).tolist(),
                         torch.rand(2, generator=torch.Generator().manual_seed(11)).tolist())
     assert os.environ["PYTHONHASHSEED"] == "11"
+    utils.configure_seed(seed=12)
+    assert (random.random(), np.random.rand(2).tolist(), torch.rand(2).tolist()) != draws[0]
     assert torch.backends.cudnn.deterministic is True
     assert torch.backends.cudnn.benchmark is False
 

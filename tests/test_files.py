@@ -2,6 +2,7 @@
 all or nothing, the temporary files and empty folders of failed or killed runs, a full disk."""
 import errno
 import io
+import json
 import os
 import signal
 import subprocess
@@ -9,6 +10,7 @@ import sys
 import textwrap
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from conftest import ROOT
@@ -350,3 +352,37 @@ def test_two_data_files_with_one_stem_never_share_a_run_name(tmp_path, monkeypat
     assert records.run_name("q1", {"data_path": "a b.npz"}, {"data_path": "x.npz"}) == \
         records.run_name("q1", {"data_path": "a_b.npz"}, {"data_path": "x.npz"})
     assert save("a b.npz", 0.5) == "q1-perceptron-data_path=data+3.json"
+
+
+def test_run_name_lists_non_default_flags():
+    defaults = {"learning_rate": 0.001, "epochs": 20, "output_dir": "results",
+                "data_path": "Kuzushiji-MNIST.npz"}
+    assert records.run_name("mlp", dict(defaults), defaults) == "mlp"
+    config = dict(defaults, learning_rate=0.1, output_dir="elsewhere",
+                  data_path="/tmp/octmnist.npz")
+    assert records.run_name("mlp", config, defaults) == "mlp-data_path=octmnist-learning_rate=0.1"
+    config["data_path"] = "/data/Kuzushiji-MNIST.npz"  # the default file, in another folder
+    assert records.run_name("mlp", config, defaults) == "mlp-learning_rate=0.1"
+
+
+def test_write_record_is_atomic(tmp_path):
+    path = tmp_path / "run.json"
+    records.write_record(path, {"acc": np.float64(0.5), "loss": [1.0, float("nan")],
+                              "n": np.int64(3)})
+    assert json.loads(path.read_text()) == {"acc": 0.5, "loss": [1.0, None], "n": 3}
+    with pytest.raises(TypeError):
+        records.write_record(path, {"bad": object()})
+    assert json.loads(path.read_text())["acc"] == 0.5  # the old record is intact
+    with pytest.raises(TypeError):
+        records.write_record(tmp_path / "new.json", {"bad": object()})
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run.json"]
+
+
+def test_save_run_writes_figures_then_record(tmp_path):
+    record = {"epochs": [1, 2, 3], "valid_acc": [0.1, 0.2, 0.3]}
+    paths = records.save_run(tmp_path / "out", "demo", record,
+                           {"accuracy": ("Accuracy", {"dev": record["valid_acc"]})})
+    assert [p.name for p in paths] == ["demo-accuracy.pdf", "demo-accuracy.png", "demo.json"]
+    assert (tmp_path / "out" / "demo-accuracy.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (tmp_path / "out" / "demo-accuracy.pdf").read_bytes()[:5] == b"%PDF-"
+    assert records.read_record(tmp_path / "out" / "demo.json") == record

@@ -221,3 +221,75 @@ def test_float_pixels_in_0_to_1_are_used_as_they_are(tmp_path):
     X[0, 0] = 1.0
     data = utils.load_dataset(write_split(tmp_path / "f.npz", Xtest=X))
     assert np.array_equal(data["test"][0], X)
+
+
+# ----------------------------------------------------------------------------- layouts
+
+def test_course_layout_is_scaled_by_1_over_256(tmp_path):
+    path = make_tiny_dataset(tmp_path / "d.npz")
+    with np.load(path) as raw:
+        Xtrain = raw["Xtrain"]
+    data = utils.load_dataset(path)
+    X, y = data["train"]
+    assert X.dtype == np.float64 and y.dtype == np.int64
+    np.testing.assert_array_equal(X, Xtrain / 256)
+    Xb, _ = utils.load_dataset(path, bias=True)["dev"]
+    assert Xb.shape[1] == X.shape[1] + 1
+    np.testing.assert_array_equal(Xb[:, -1], 1.0)
+    np.testing.assert_array_equal(Xb[:, :-1], data["dev"][0])
+
+
+def test_float_layout_and_other_image_sizes(tmp_path):
+    rng = np.random.RandomState(0)
+    arrays = {}
+    for split, n in (("train", 8), ("dev", 4), ("test", 4)):
+        arrays[f"X{split}"] = rng.rand(n, 8, 8)
+        arrays[f"y{split}"] = rng.randint(0, 3, size=n)
+    np.savez(tmp_path / "f.npz", **arrays)
+    data = utils.load_dataset(tmp_path / "f.npz")
+    np.testing.assert_array_equal(data["test"][0], arrays["Xtest"].reshape(4, 64))
+
+
+def test_medmnist_layout(tmp_path):
+    rng = np.random.RandomState(0)
+    arrays = {}
+    for split, n in (("train", 10), ("val", 5), ("test", 6)):
+        arrays[f"{split}_images"] = rng.randint(0, 256, size=(n, 28, 28)).astype(np.uint8)
+        arrays[f"{split}_labels"] = rng.randint(0, 4, size=(n, 1)).astype(np.uint8)
+    np.savez(tmp_path / "octmnist.npz", **arrays)
+    data = utils.load_dataset(tmp_path / "octmnist.npz", bias=True)
+    X, y = data["dev"]
+    assert X.shape == (5, 785) and y.shape == (5,)
+    np.testing.assert_array_equal(y, arrays["val_labels"][:, 0])
+    np.testing.assert_array_equal(X[:, :-1], arrays["val_images"].reshape(5, -1) / 256)
+
+
+def test_missing_file_names_the_command(tmp_path):
+    with pytest.raises(utils.DataError, match="python download_kuzushiji_mnist.py --output"):
+        utils.load_dataset(tmp_path / "elsewhere.npz")
+    with pytest.raises(utils.DataError, match=r"no such file\. Create it with: python "
+                                              r"download_kuzushiji_mnist.py$"):
+        utils.load_dataset(tmp_path / "Kuzushiji-MNIST.npz")
+
+
+def test_truncated_file(tmp_path):
+    path = make_tiny_dataset(tmp_path / "d.npz")
+    blob = path.read_bytes()
+    path.write_bytes(blob[: len(blob) // 2])
+    with pytest.raises(utils.DataError, match=r"d\.npz: not a \.npz dataset .*truncated"):
+        utils.load_dataset(path)
+    path.write_text("this is not a zip file")
+    with pytest.raises(utils.DataError, match="not a .npz dataset"):
+        utils.load_dataset(path)
+
+
+def test_missing_keys_and_mismatched_lengths(tmp_path):
+    np.savez(tmp_path / "k.npz", Xtrain=np.zeros((2, 4)), ytrain=np.zeros(2, int))
+    with pytest.raises(utils.DataError, match=r"k\.npz: missing keys Xdev, Xtest, ydev, ytest"):
+        utils.load_dataset(tmp_path / "k.npz")
+    arrays = {f"{p}{s}": np.zeros((3, 4)) if p == "X" else np.zeros(3, int)
+              for p in "Xy" for s in ("train", "dev", "test")}
+    arrays["ydev"] = np.zeros(2, int)
+    np.savez(tmp_path / "m.npz", **arrays)
+    with pytest.raises(utils.DataError, match="'Xdev' has 3 examples but 'ydev' has 2 labels"):
+        utils.load_dataset(tmp_path / "m.npz")

@@ -1,5 +1,6 @@
 """The scripts' command line on bad input and on a standard output that cannot be written:
 one `error:` line, a non-zero exit, nothing written or lost."""
+import argparse
 import subprocess
 import sys
 from pathlib import Path
@@ -8,6 +9,7 @@ import numpy as np
 import pytest
 
 from conftest import ROOT
+from runkit import errors, flags
 from test_loader import labels, write_split
 
 Q1 = ROOT / "hw1-q1.py"
@@ -111,3 +113,35 @@ def test_a_full_stdout_is_one_line_and_keeps_the_record(tmp_path):
     assert stderr == ("error: cannot write to standard output (No space left on device); the "
                       "run went on and its files are saved\n")
     assert (tmp_path / "out" / "q1-perceptron-data_path=d-epochs=3.json").is_file()
+
+
+# ----------------------------------------------------------------------------- flags and exit codes
+
+def test_ctrl_c_is_interrupted_not_a_traceback(capsys):
+    def interrupted():
+        raise KeyboardInterrupt
+
+    with pytest.raises(SystemExit) as exc:
+        errors.run_command(interrupted)
+    assert exc.value.code == 130
+    assert capsys.readouterr().err.strip() == "interrupted"
+    with pytest.raises(SystemExit) as exc:
+        errors.run_command(lambda: 3)
+    assert exc.value.code == 3
+
+
+def test_flags_have_aliases_and_named_errors(capsys):
+    parser = argparse.ArgumentParser()
+    flags.add_flag(parser, "learning_rate", type=flags.positive_float, default=0.1)
+    flags.add_flag(parser, "epochs", type=flags.positive_int, default=2)
+    flags.add_flag(parser, "dropout", type=flags.probability, default=0.3)
+    args = parser.parse_args(["-learning_rate", "0.5", "--epochs", "3", "--dropout", "0"])
+    assert (args.learning_rate, args.epochs, args.dropout) == (0.5, 3, 0.0)
+    assert parser.parse_args(["--learning-rate", "2"]).learning_rate == 2.0
+    for argv, flag in ((["-learning_rate", "0"], "-learning_rate"), (["-epochs", "0"], "-epochs"),
+                       (["-epochs", "x"], "-epochs"), (["-dropout", "1"], "-dropout"),
+                       (["-learning_rate", "nan"], "-learning_rate")):
+        with pytest.raises(SystemExit) as exc:
+            parser.parse_args(argv)
+        assert exc.value.code == 2
+        assert f"argument {flag}" in capsys.readouterr().err
