@@ -151,9 +151,10 @@ def run_unit(student_path, questions, seconds, result):
                 outcomes[name]["seconds"] = round(time.perf_counter() - started, 3)
             time_limit(0)
         except TimeLimit:
-            reason = f"timed out after {seconds:g} s in {name}"
+            outcomes[name] = {"status": "failed", "reason": f"timed out after {seconds:g} s"}
             for other in checks[question]:
-                outcomes.setdefault(other, {"status": "failed", "reason": reason})
+                outcomes.setdefault(other, {"status": "failed",
+                                            "reason": f"not run: {name} timed out"})
         except SystemExit as err:
             time_limit(0)
             for other in checks[question]:
