@@ -98,6 +98,21 @@ def build(found, count):
             "generated_by": "python -m checker.bands", "epochs": EPOCHS, "runs": runs}
 
 
+def dumps(content):
+    """The bands file's text: one line per field of a run, so that a diff shows which moved."""
+    lines = ["{"]
+    for key in ("rule", "generated_by", "epochs"):
+        lines.append(f" {json.dumps(key)}: {json.dumps(content[key], ensure_ascii=False)},")
+    lines.append(' "runs": {')
+    for i, (name, entry) in enumerate(content["runs"].items()):
+        lines.append(f"  {json.dumps(name)}: {{")
+        fields = [f"   {json.dumps(k)}: {json.dumps(v)}" for k, v in entry.items()]
+        lines.append(",\n".join(fields))
+        lines.append("  }" + ("," if i < len(content["runs"]) - 1 else ""))
+    lines += [" }", "}", ""]
+    return "\n".join(lines)
+
+
 def run_seeds(count, folder):
     """Run this project's scripts: each deterministic run with seed 42, each chaotic run with
     `count` seeds, records under `folder`."""
@@ -133,8 +148,10 @@ def main(argv=None):
             run_seeds(args.seeds, folder)
             found = read_records([folder])
     content = build(found, args.seeds)
+    given = sys.argv[1:] if argv is None else argv
+    content["generated_by"] = " ".join(["python -m checker.bands", *given])
     missing = [run.key for run in RUNS if run.key not in content["runs"]]
-    args.output.write_text(json.dumps(content, indent=1) + "\n")
+    args.output.write_text(dumps(content))
     for key, entry in content["runs"].items():
         print(f"{key}: {len(entry['seeds'])} seed(s), final dev band "
               f"[{entry['band_dev'][-1][0]:.4f}, {entry['band_dev'][-1][1]:.4f}], test band "

@@ -116,14 +116,14 @@ def compare(run, calls, reference, epochs):
     in bands.json."""
     dev, test = calls["dev"], calls["test"]
     if len(dev) < epochs:
-        return False, (f"{run.model}: main evaluated the dev set {len(dev)} times in {epochs} "
-                       f"epochs; the course's main evaluates it once per epoch")
+        return False, (f"main evaluated the dev set {len(dev)} times in {epochs} epochs; the "
+                       f"course's main evaluates it once per epoch")
     value = dev[epochs - 1]
     checks = [("dev", value, epochs, [v[epochs - 1] for v in reference["valid_acc"]],
                reference["band_dev"][epochs - 1])]
     if epochs == EPOCHS:
         if not test:
-            return False, f"{run.model}: main never evaluated the test set"
+            return False, "main never evaluated the test set"
         checks.append(("test", test[-1], epochs, reference["test_acc"], reference["band_test"]))
     texts = []
     for split, got, epoch, values, band in checks:
@@ -147,19 +147,17 @@ def compare(run, calls, reference, epochs):
 
 
 def check_question(question, student_file, data_path, epochs, bands):
-    """(passed, one line) for the end-to-end runs of `question`."""
-    texts = []
-    for run in runs_of(question):
+    """(passed, one line) for the end-to-end runs of `question` (Q2.1 has three: each is
+    named by its learning rate)."""
+    runs, texts = runs_of(question), []
+    for run in runs:
         reference = bands["runs"].get(run.key)
         if reference is None or len(reference["valid_acc"][0]) < epochs:
             return False, f"no reference numbers for {run.key} in bands.json"
         calls, problem = execute(run, student_file, data_path, epochs)
-        label = run.model if len(runs_of(question)) == 1 else \
-            f"{run.model} lr {dict(run.flags)['learning_rate']}"
-        if problem:
-            return False, f"{label}: {problem}"
-        passed, text = compare(run, calls, reference, epochs)
+        label = f"lr {dict(run.flags)['learning_rate']}: " if len(runs) > 1 else ""
+        passed, text = (False, problem) if problem else compare(run, calls, reference, epochs)
         if not passed:
-            return False, f"{label}: {text}" if not text.startswith(run.model) else text
-        texts.append(text if len(runs_of(question)) == 1 else f"lr {dict(run.flags)['learning_rate']}: {text}")
+            return False, f"{label}{text}"
+        texts.append(f"{label}{text}")
     return True, "; ".join(texts)

@@ -1,7 +1,9 @@
 """check_solution.py and checker/: verdicts on this project's answers, on students' solutions
 written on the course's skeleton, on mutants with one classic bug each, and on files that hang,
 raise or print; the outputs (table, Gradescope JSON, CSV), the exit codes and the bands file."""
+import argparse
 import csv
+import dataclasses
 import json
 import subprocess
 import sys
@@ -9,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from checker import bands, endtoend, grade, points, unit_q1, unit_q2
+from checker import bands, endtoend, grade, harness, points, unit_q1, unit_q2
+from conftest import make_tiny_dataset
 from reporting import seeds
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -331,6 +334,39 @@ def test_compare_matches_deterministic_runs_to_four_decimals_and_chaotic_ones_to
     assert not ok and "outside the band" in text and "below the lowest of 5 seeds" in text
     ok, text = endtoend.compare(mlp, {"dev": [], "test": []}, chaotic, 1)
     assert not ok and "evaluated the dev set 0 times" in text
+
+
+def test_the_course_flags_reach_a_students_parser():
+    parser = argparse.ArgumentParser()
+    for flag in ("-epochs", "-hidden_sizes", "-learning_rate"):
+        parser.add_argument(flag)
+    argv, dropped = harness._translate_argv(
+        parser, ["mlp", "-epochs", "2", "-hidden_size", "200", "-l2_decay", "0",
+                 "-learning_rate", "-0.5"])
+    assert argv == ["mlp", "-epochs", "2", "-hidden_sizes", "200", "-learning_rate", "-0.5"]
+    assert dropped == ["-l2_decay"]
+
+
+def test_the_harness_records_each_evaluate_by_split_and_stops_a_hanging_main(tmp_path,
+                                                                              monkeypatch):
+    """The student's own main on a tiny dataset: one dev and one test accuracy per epoch (the
+    skeleton's main evaluates both); a main that hangs in epoch 2 is stopped at the run's
+    limit, saying how far it got."""
+    data = make_tiny_dataset(tmp_path / "tiny.npz", n_dev=20, n_test=24)
+    run = endtoend.BY_KEY["q1-perceptron"]
+    calls, problem = endtoend.execute(run, CASES / "good" / "hw1-q1.py", data, 3)
+    assert problem is None
+    assert len(calls["dev"]) == len(calls["test"]) == 3
+    assert all(0 <= a <= 1 for a in calls["dev"] + calls["test"])
+    hangs = mutant(tmp_path, "hw1-q1.py", [
+        ("        test_accs.append(model.evaluate(test_X, test_y))\n",
+         "        test_accs.append(model.evaluate(test_X, test_y))\n"
+         "        while i == 2:\n            pass\n")])
+    monkeypatch.setattr(endtoend, "STARTUP_SECONDS", 2)
+    calls, problem = endtoend.execute(dataclasses.replace(run, seconds_per_epoch=1), hangs,
+                                      data, 3)
+    assert problem == "timed out after 5 s while running (after 2 epochs)"
+    assert len(calls["dev"]) == 2
 
 
 def test_quick_end_to_end_run_on_the_real_data(real_data_path, tmp_path):
