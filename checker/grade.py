@@ -180,9 +180,12 @@ def _unit_statuses(script, student_file, questions, timeout):
             # killed or broken in the question it was checking: that one fails, the rest again
             current = result.get("question")
             why = result.get("error") or sandbox.crash_reason(outcome, limit)
-            question = points.BY_KEY[current]
-            for name in question.unit_checks():
-                found[current].setdefault(name, ("failed", why))
+            if current not in remaining:  # between the import and the first question
+                found.update({key: why for key in remaining})
+                break
+            statuses = found.setdefault(current, {})
+            for name in points.BY_KEY[current].unit_checks():
+                statuses.setdefault(name, ("failed", why))
             remaining = remaining[remaining.index(current) + 1:]
         else:
             remaining = []
@@ -193,9 +196,17 @@ def check_submission(submission, options, jobs=1):
     """Fill submission.questions, in the order of points.QUESTIONS."""
     started = time.perf_counter()
     with concurrent.futures.ThreadPoolExecutor(max_workers=jobs) as pool:
-        futures = [pool.submit(check_script, script, submission.files.get(script),
-                               submission.required, options) for script in points.SCRIPTS]
-        found = [r for f in futures for r in f.result()]
+        futures = {script: pool.submit(check_script, script, submission.files.get(script),
+                                       submission.required, options)
+                   for script in points.SCRIPTS}
+        found = []
+        for script, future in futures.items():
+            try:
+                found += future.result()
+            except OSError as err:  # the student's file unreadable, the temporary folder full
+                why = f"the checker cannot check {script}: {err}"
+                found += [_all(q, "failed", why, options.full)
+                          for q in points.questions_of(script) if q.key in options.questions]
     order = [q.key for q in points.QUESTIONS]
     submission.questions = sorted(found, key=lambda r: order.index(r.question.key))
     submission.seconds = time.perf_counter() - started

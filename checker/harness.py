@@ -1,5 +1,6 @@
-"""What runs inside the sandbox's subprocess: import the student's file, run one question's unit
-checks or the student's own main, and write what happened to a JSON file for the checker.
+"""What runs inside the sandbox's subprocess: import the student's file, run its unit checks
+question by question or the student's own main, and write what happened to a JSON file for
+the checker.
 
     python -m checker.harness unit STUDENT_FILE RESULT_JSON SECONDS QUESTION...
     python -m checker.harness run STUDENT_FILE RESULT_JSON LABELS_NPZ -- ARGS...
@@ -17,13 +18,15 @@ import importlib.util
 import io
 import json
 import os
+import resource
 import signal
 import sys
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-OUTPUT_CAP = 64 * 1024  # bytes of a student's printing kept, per stream
+OUTPUT_CAP = 64 * 1024  # characters of a student's printing kept, per stream
+FILE_SIZE_LIMIT = 256 * 1024 * 1024  # any one file the student's code writes (plots, logs)
 
 
 class CappedWriter(io.TextIOBase):
@@ -53,7 +56,8 @@ class Result:
     """The result file, rewritten whole after each change."""
 
     def __init__(self, path):
-        self.path, self.data = Path(path), {"phase": "start"}
+        # absolute: the student's code may change the working directory
+        self.path, self.data = Path(path).resolve(), {"phase": "start"}
         self.save()
 
     def update(self, **fields):
@@ -174,7 +178,7 @@ def _translate_argv(parser, argv):
             value = argv[i + 1] if i + 1 < len(argv) else None
             name = arg
             if name not in known:
-                for other in (name + "s", name.rstrip("s"), name.replace("_", "-")):
+                for other in (name + "s", name.rstrip("s"), "-" + name, name.replace("_", "-")):
                     if other in known:
                         name = other
                         break
@@ -273,6 +277,10 @@ def run_main(student_path, labels_path, argv, result):
 
 
 def main(argv):
+    # output written below Python's sys.stdout (C code, a subprocess) is capped here instead
+    _, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    soft = FILE_SIZE_LIMIT if hard == resource.RLIM_INFINITY else min(hard, FILE_SIZE_LIMIT)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
     result = Result(argv[2])
     sys.stdout = CappedWriter(sys.stdout)
     sys.stderr = CappedWriter(sys.stderr)

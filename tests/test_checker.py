@@ -410,6 +410,19 @@ def test_the_bands_file_follows_the_rule_and_the_courses_deterministic_numbers()
             assert entry["band_test"] == pytest.approx(seeds.band(entry["test_acc"]), abs=2e-6)
 
 
+def test_the_courses_published_chaotic_numbers_fall_inside_the_bands():
+    """The course's own solution is correct: its dev / test accuracies (README's table) must
+    pass the end-to-end comparison."""
+    course = {"q1-mlp": (0.9373, 0.8610), "q2-logistic_regression-lr0.1": (0.7516, 0.6155),
+              "q2-mlp": (0.9492, 0.8813), "q2-mlp-layers2": (0.9561, 0.8939)}
+    content = bands.load()
+    for key, (dev, test) in course.items():
+        entry = content["runs"][key]
+        calls = {"dev": [0.0] * (endtoend.EPOCHS - 1) + [dev], "test": [test]}
+        passed, text = endtoend.compare(endtoend.BY_KEY[key], calls, entry, endtoend.EPOCHS)
+        assert passed, (key, text)
+
+
 def test_the_generator_reads_records_and_writes_the_bands(tmp_path):
     records = tmp_path / "records"
     records.mkdir()
