@@ -1,2 +1,4 @@
-"""The machinery behind report.py: the plan of runs, the cache, the process launcher, the
-scheduler, seed statistics, tables and figures; one module each."""
+"""The machinery behind report.py, a module each: the plan of runs (plan), the cache (cache),
+the processes (launcher, runner), the scheduler (scheduler), the seeds' statistics (seeds),
+the tables (tables), the figures (figures), results.md and results.tex (results), and what the
+report's process holds: its output, its folder's lock, its signals (session)."""

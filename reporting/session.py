@@ -68,7 +68,7 @@ class Busy(Exception):
 def folder_lock(folder):
     """Hold an exclusive lock on `folder` (flock on the folder itself, which the kernel
     releases when the process ends, however it ends); raise Busy at once if another process
-    holds it. Where there is no flock (Windows), no lock."""
+    holds it. Where there is no flock (Windows, some network file systems), no lock."""
     if fcntl is None:
         yield
         return
@@ -79,7 +79,7 @@ def folder_lock(folder):
         except OSError as err:
             if err.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
                 raise Busy(str(folder)) from None
-            raise
+            # a file system without flock (ENOLCK, EOPNOTSUPP): better unlocked than no report
         yield
     finally:
         os.close(fd)
