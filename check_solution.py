@@ -79,6 +79,16 @@ def submissions_of(paths):
     return [grade.Submission(" + ".join(str(p) for p in paths), files, False)]
 
 
+def question_list(text):
+    keys = [key.strip() for key in text.split(",") if key.strip()]
+    unknown = [key for key in keys if key not in points.BY_KEY]
+    if unknown or not keys:
+        raise argparse.ArgumentTypeError(
+            f"{', '.join(unknown) or 'none given'}: not a question; choose from "
+            f"{', '.join(points.BY_KEY)}")
+    return keys
+
+
 def build_parser():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("paths", nargs="+", type=Path,
@@ -90,9 +100,10 @@ def build_parser():
     parser.add_argument("--epochs", type=int, default=endtoend.EPOCHS,
                         help="with --full: epochs per run; fewer than 20 compares the dev "
                              "accuracy at that epoch (default: %(default)s)")
-    parser.add_argument("--questions", nargs="+", choices=[q.key for q in points.QUESTIONS],
-                        default=[q.key for q in points.QUESTIONS], metavar="Q",
-                        help="check only these questions, e.g. Q1.1a Q2.2 (default: all)")
+    parser.add_argument("--questions", type=question_list,
+                        default=[q.key for q in points.QUESTIONS], metavar="Q,Q",
+                        help="check only these questions, comma-separated, e.g. Q1.1a,Q2.2 "
+                             "(default: all)")
     parser.add_argument("--data", type=Path, default=None,
                         help="with --full: the course's Kuzushiji-MNIST.npz (default: "
                              "$KMNIST_NPZ, else the one beside this script)")

@@ -115,7 +115,11 @@ def compare(run, calls, reference, epochs):
     """(passed, one line) for the accuracies of a finished run against the reference's entry
     in bands.json."""
     dev, test = calls["dev"], calls["test"]
-    if len(dev) < epochs:
+    if len(dev) > epochs and len(dev) % epochs == 0:
+        # a main that evaluates the dev set k times per epoch (to print it, then to keep it)
+        k = len(dev) // epochs
+        dev = dev[k - 1::k]
+    if len(dev) != epochs:
         return False, (f"main evaluated the dev set {len(dev)} times in {epochs} epochs; the "
                        f"course's main evaluates it once per epoch")
     value = dev[epochs - 1]

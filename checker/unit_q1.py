@@ -1,8 +1,9 @@
 """Unit checks of hw1-q1.py, run inside the sandbox: tiny inputs, the student's code against this
 project's answer (`ref`), no dataset.
 
-Shapes: N examples, D features, H hidden units, C classes. Each check returns the line printed
-when it passes and raises probe.CheckFailed with the line printed when it does not.
+Shapes: N examples, D features, H hidden units, C classes. Each check returns one line saying
+what it verified (the JSON's output lists it) and raises probe.CheckFailed with the line that
+names the problem when it fails.
 """
 import numpy as np
 
@@ -288,6 +289,12 @@ SLIPS = {
 def _mlp_diagnosis(got, expected, start, wrong, step=None):
     names = ", ".join(wrong)
     if step is not None:
+        change = np.concatenate([(got[r] - start[r]).ravel() for r in got])
+        expected_change = np.concatenate([(expected[r] - start[r]).ravel() for r in got])
+        ratio = change @ expected_change / (expected_change @ expected_change)
+        if not np.isclose(ratio, 1) and _close(change, ratio * expected_change):
+            return (f"the step is {ratio:.3g} times the expected one; is the learning_rate "
+                    f"passed to train_epoch used as the step size?")
         for slip, text in SLIPS.items():
             variant = _one_step(start, *step, slip)
             if all(_close(got[r], variant[r]) for r in got):

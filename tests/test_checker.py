@@ -141,6 +141,11 @@ MUTANTS = {
         "hw1-q1.py", "Q1.2b", [("np.random.normal(0.1, 0.1, size=(n_features, hidden_size))",
                                 "np.random.normal(0.1, 0.01, size=(n_features, hidden_size))")],
         "sd 0.0099"),
+    "MLP ignores the learning rate passed": (
+        "hw1-q1.py", "Q1.2b", [("    def train_epoch(self, X, y, learning_rate=0.001):\n",
+                                "    def train_epoch(self, X, y, learning_rate=0.001):\n"
+                                "        learning_rate = 0.001\n")],
+        "is the learning_rate passed to train_epoch used"),
     "train_batch without zero_grad": (
         "hw1-q2.py", "Q2.1", [("    optimizer.zero_grad()\n", "")],
         "call optimizer.zero_grad()"),
@@ -276,7 +281,7 @@ def test_several_folders_give_one_csv_row_each_and_exit_1(tmp_path):
     (good / "hw1-q1.py").write_text((CASES / "good" / "hw1-q1.py").read_text())
     mutant(broken, "hw1-q1.py", [("            self.W[y_hat, :] -= x_i\n", "")])
     out = tmp_path / "grades.csv"
-    process = run_cli("--questions", *Q1, "--csv", out, good, broken)
+    process = run_cli("--questions", ",".join(Q1), "--csv", out, good, broken)
     assert process.returncode == 1, process.stderr
     rows = list(csv.DictReader(out.open()))
     assert [(r["submission"], float(r["score"])) for r in rows] == [("alice", 30), ("bob", 20)]
@@ -289,7 +294,7 @@ def test_several_folders_give_one_csv_row_each_and_exit_1(tmp_path):
 def test_a_folder_without_one_of_the_files_fails_that_files_questions(tmp_path):
     (tmp_path / "hw1-q2.py").write_text("")
     out = tmp_path / "results.json"
-    process = run_cli("--questions", "Q2.1", "Q1.1a", "--json", out, tmp_path)
+    process = run_cli("--questions", "Q2.1,Q1.1a", "--json", out, tmp_path)
     assert process.returncode == 1
     tests = {t["name"].split()[0]: t for t in json.loads(out.read_text())["tests"]}
     assert "no hw1-q1.py in the submission" in tests["Q1.1a"]["output"]
@@ -325,6 +330,8 @@ def test_compare_matches_deterministic_runs_to_four_decimals_and_chaotic_ones_to
     ok, text = endtoend.compare(perceptron, {"dev": [0.70, 0.7203], "test": [0.61]},
                                 reference, 2)
     assert not ok and "should match to the fourth decimal" in text
+    twice = {"dev": [0.70, 0.70, 0.72, 0.72], "test": [0.61]}  # printed, then kept, per epoch
+    assert endtoend.compare(perceptron, twice, reference, 2)[0]
     values = [0.93, 0.932, 0.935, 0.929, 0.931]
     band = list(seeds.band(values))
     chaotic = {"valid_acc": [[v] for v in values], "test_acc": values,
