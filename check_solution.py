@@ -156,7 +156,8 @@ def main(argv=None):
             print(output.table(submission))
         else:
             print(f"[{i + 1}/{len(submissions)}] {submission.name}: "
-                  f"{submission.score:g}/{submission.max_score:g}", flush=True)
+                  f"{output.fmt(submission.score)}/{output.fmt(submission.max_score)}",
+                  flush=True)
     if len(submissions) > 1:
         print(output.summary_table(submissions))
     if args.json:

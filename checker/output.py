@@ -9,7 +9,8 @@ import sys
 from checker import points
 
 
-def _fmt(value):
+def fmt(value):
+    """Points as printed: 10, 3.8."""
     return f"{value:g}" if value == int(value) else f"{value:.1f}"
 
 
@@ -24,7 +25,7 @@ def table(submission):
     """The terminal table of one submission: question, verdict, points, reason."""
     width = shutil.get_terminal_size((160, 24)).columns
     rows = [(f"{q.question.key} {q.question.title}", q.verdict.upper(),
-             f"{_fmt(q.points)}/{_fmt(q.max_points)}", q.reason) for q in submission.questions]
+             f"{fmt(q.points)}/{fmt(q.max_points)}", q.reason) for q in submission.questions]
     heads = ("question", "verdict", "points", "reason")
     widths = [max(len(r[i]) for r in rows + [heads]) for i in range(3)]
     lines = [f"{submission.name}"]
@@ -32,7 +33,7 @@ def table(submission):
         left = "  ".join(cell.ljust(w) for cell, w in zip(row[:3], widths))
         lines.append(f"{left}  {_fit(row[3], max(width - len(left) - 3, 40))}")
     lines.append(f"{'total'.ljust(widths[0])}  {''.ljust(widths[1])}  "
-                 f"{_fmt(submission.score)}/{_fmt(submission.max_score)}  "
+                 f"{fmt(submission.score)}/{fmt(submission.max_score)}  "
                  f"({submission.seconds:.1f} s)")
     return "\n".join(lines)
 
@@ -44,10 +45,10 @@ def summary_table(submissions):
     rows = []
     for s in submissions:
         by_key = {q.question.key: q for q in s.questions}
-        cells = [s.name] + [_fmt(by_key[k].points) if k in by_key else "-" for k in keys]
+        cells = [s.name] + [fmt(by_key[k].points) if k in by_key else "-" for k in keys]
         problem = next((f"{q.question.key}: {q.reason}" for q in s.questions
                         if q.verdict not in ("pass", "not checked")), "")
-        rows.append(cells + [f"{_fmt(s.score)}/{_fmt(s.max_score)}", problem])
+        rows.append(cells + [f"{fmt(s.score)}/{fmt(s.max_score)}", problem])
     widths = [max(len(r[i]) for r in rows + [heads]) for i in range(len(heads) - 1)]
     out = []
     for row in [heads] + rows:
@@ -61,14 +62,14 @@ def gradescope(submission):
     tests = []
     for q in submission.questions:
         lines = [f"{q.verdict}: {q.reason}"]
-        lines += [f"- {c.name}: {c.status} ({_fmt(c.points)}/{_fmt(c.max_points)})"
+        lines += [f"- {c.name}: {c.status} ({fmt(c.points)}/{fmt(c.max_points)})"
                   f"{': ' + c.reason if c.reason else ''}" for c in q.checks]
         tests.append({"name": f"{q.question.key} {q.question.title}",
                       "score": round(q.points, 4), "max_score": q.max_points,
                       "output": "\n".join(lines), "visibility": "visible",
                       "status": "passed" if q.verdict == "pass" else "failed"})
     return {"score": round(submission.score, 4), "execution_time": round(submission.seconds, 1),
-            "output": f"{_fmt(submission.score)}/{_fmt(submission.max_score)} points",
+            "output": f"{fmt(submission.score)}/{fmt(submission.max_score)} points",
             "visibility": "visible", "tests": tests}
 
 
