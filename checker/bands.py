@@ -2,7 +2,7 @@
 each epoch the band where a correct implementation's dev accuracy falls (and the final test
 accuracy's band), by reporting/seeds.py's rule. Deterministic runs keep seed 42 alone.
 
-    python -m checker.bands --seeds 10               # runs this project's scripts (hours)
+    python -m checker.bands --seeds 10               # runs this project's scripts (~20 min)
     python -m checker.bands --records DIR [DIR ...]  # reads run records already made
 
 writes checker/bands.json. A record is a JSON file of hw1-q1.py / hw1-q2.py (any folder depth)
@@ -113,16 +113,22 @@ def dumps(content):
     return "\n".join(lines)
 
 
-def run_seeds(count, folder):
+def run_seeds(count, folder, data_path=None, runs=RUNS):
     """Run this project's scripts: each deterministic run with seed 42, each chaotic run with
-    `count` seeds, records under `folder`."""
-    for run in RUNS:
+    `count` seeds, records under `folder`. Raises RuntimeError naming a run that fails."""
+    for run in runs:
         for seed in [42] if run.deterministic else SEED_ORDER[:count]:
             out = Path(folder) / f"{run.key}-seed{seed}"
             command = [sys.executable, str(ROOT / run.script), *run.argv(EPOCHS), "-seed",
                        str(seed), "-output_dir", str(out)]
+            if data_path is not None:
+                command += ["-data_path", str(Path(data_path).resolve())]
             print(" ".join(command[1:]), flush=True)
-            subprocess.run(command, check=True, cwd=ROOT, stdout=subprocess.DEVNULL)
+            process = subprocess.run(command, cwd=ROOT, stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.PIPE, text=True)
+            if process.returncode != 0:
+                last = (process.stderr.strip().splitlines() or ["no message"])[-1]
+                raise RuntimeError(f"{' '.join(command[1:])} failed: {last}")
 
 
 def main(argv=None):
@@ -132,6 +138,9 @@ def main(argv=None):
     parser.add_argument("--records", nargs="+", type=Path, default=None, metavar="DIR",
                         help="read run records from these folders instead of running "
                              "(default: run this project's scripts)")
+    parser.add_argument("--data", type=Path, default=None,
+                        help="the dataset the runs train on (default: the scripts' own, "
+                             "Kuzushiji-MNIST.npz beside them)")
     parser.add_argument("--output", type=Path, default=BANDS_PATH,
                         help="the bands file to write (default: checker/bands.json)")
     args = parser.parse_args(argv)
@@ -145,7 +154,11 @@ def main(argv=None):
         found = read_records(args.records)
     else:
         with tempfile.TemporaryDirectory(prefix="bands-") as folder:
-            run_seeds(args.seeds, folder)
+            try:
+                run_seeds(args.seeds, folder, args.data)
+            except RuntimeError as err:
+                print(f"error: {err}", file=sys.stderr)
+                return 1
             found = read_records([folder])
     content = build(found, args.seeds)
     given = sys.argv[1:] if argv is None else argv

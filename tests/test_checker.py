@@ -451,3 +451,15 @@ def test_the_generator_reads_records_and_writes_the_bands(tmp_path):
     finals = [0.85, 0.851, 0.849, 0.852, 0.848]
     assert entry["band_test"] == pytest.approx(seeds.band(finals), abs=2e-6)
     assert entry["test_acc"] == pytest.approx(finals)
+
+
+def test_the_generator_runs_this_projects_scripts_and_reads_their_records(tmp_path):
+    data = make_tiny_dataset(tmp_path / "tiny.npz")
+    run = endtoend.BY_KEY["q1-perceptron"]
+    bands.run_seeds(3, tmp_path / "runs", data, runs=[run])
+    found = bands.read_records([tmp_path / "runs"])
+    assert list(found) == ["q1-perceptron"] and list(found["q1-perceptron"]) == [42]
+    dev, test = found["q1-perceptron"][42]
+    assert len(dev) == endtoend.EPOCHS and 0 <= test <= 1
+    with pytest.raises(RuntimeError, match="hw1-q1.py perceptron .* failed: error: "):
+        bands.run_seeds(1, tmp_path / "runs", tmp_path / "missing.npz", runs=[run])
