@@ -110,18 +110,25 @@ class Launcher:
     def warm_up(self, scripts):
         """Import `scripts` here, with torch, torch._dynamo (which torch.optim imports on first
         use) and matplotlib, and draw one figure in both formats (which loads the fonts and
-        renderers), so that each forked run finds them loaded. Only useful when forking."""
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-        import torch._dynamo  # noqa: F401
-        fig = plt.figure(figsize=(1, 1))
-        fig.gca().plot([0, 1], label="warm-up")
-        for fmt in ("pdf", "png"):
-            fig.savefig(io.BytesIO(), format=fmt)
-        plt.close(fig)
+        renderers), so that each forked run finds them loaded. Only useful when forking. What
+        fails here is left to the runs, which then fail and log why."""
+        try:
+            import matplotlib
+            matplotlib.use("Agg")
+            import matplotlib.pyplot as plt
+            import torch._dynamo  # noqa: F401
+            fig = plt.figure(figsize=(1, 1))
+            fig.gca().plot([0, 1], label="warm-up")
+            for fmt in ("pdf", "png"):
+                fig.savefig(io.BytesIO(), format=fmt)
+            plt.close(fig)
+        except Exception:
+            pass
         for script in scripts:
-            self._script(script)
+            try:
+                self._script(script)
+            except Exception:
+                pass
 
     def takes_loader(self, scripts):
         """Whether any of `scripts` (that imports) has the data hook."""

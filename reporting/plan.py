@@ -149,7 +149,10 @@ def plan(extras):
 
 @functools.lru_cache(maxsize=None)
 def _settings(script, args):
-    module = utils.load_script(script)
+    try:
+        module = utils.load_script(script)
+    except Exception:  # a script that does not import: its runs fail and say why
+        return None
     try:
         with contextlib.redirect_stderr(io.StringIO()):  # argparse's usage lines
             values = vars(module.build_parser().parse_args(list(args)))
@@ -166,7 +169,7 @@ def _settings(script, args):
 
 def settings(run):
     """{flag: value} of every flag as the run's script reads `run.args`, its defaults filled in
-    by the script's own parser; None if the script refuses the flags."""
+    by the script's own parser; None if the script refuses the flags (or does not import)."""
     values = _settings(run.script, tuple(run.args))
     return None if values is None else dict(values)
 

@@ -201,3 +201,21 @@ def _ppid(stat):
         return int(stat.read_text().split(")")[-1].split()[1])
     except (OSError, ValueError, IndexError):
         return None
+
+
+@needs_fork
+def test_a_script_that_does_not_import_fails_its_runs_not_the_report(tmp_path, tiny_data):
+    from reporting.cache import Cache
+    from reporting.plan import q2
+    from reporting.runner import Runner
+
+    def broken(name):
+        raise AttributeError(f"{name}: module 'utils' has no attribute 'checked'")
+    launcher = Launcher(load_script=broken)
+    launcher.warm_up(["hw1-q2.py"])  # what fails here is left to the runs
+    runner = Runner(Cache(tmp_path / "runs", ["-data_path", str(tiny_data)], "d"), launcher)
+    for run in (q2("mlp"), q2("mlp", layers=2)):
+        result = runner.execute(run)
+        assert result.record is None
+        assert "hw1-q2.py: module 'utils' has no attribute 'checked'" in result.log.read_text()
+        assert runner.cached(run) is None
