@@ -63,7 +63,8 @@ def placement_rule():
             f"first against the seeds' range (inside it, or how far above the highest or "
             f"below the lowest seed); a distance in standard deviations only from {few} seeds "
             f"on, and then measured with the sd's upper {seedstats.CONFIDENCE:.0%} confidence "
-            f"bound (\"at least z sd\"), because the sd of a few seeds is itself uncertain: "
+            f"bound, which makes it a lower bound (at least z sd), because the sd of a few "
+            f"seeds is itself uncertain: "
             f"with 2 seeds the true sd may be up to {sd_uncertainty(1):.0f} times the sample's, "
             f"with {few} up to {sd_uncertainty(few - 1):.1f} times.")
 
