@@ -184,11 +184,14 @@ def parse_args(argv=None):
     return args, defaults
 
 
-def main(argv=None):
+def main(argv=None, loader=None):
+    """Train as the flags `argv` say. `loader`, if given, reads the data in place of
+    utils.load_classification_data, with its signature (report.py hands its forked runs one
+    that returns the split it loaded once)."""
     args, defaults = parse_args(argv)
     utils.configure_seed(seed=args.seed)
     try:
-        data = utils.load_classification_data(args.data_path)
+        data = (loader or utils.load_classification_data)(args.data_path)
         n_classes = utils.class_count(data)
         n_features = data["train"][0].shape[1]
         if args.model == "mlp":

@@ -60,11 +60,13 @@ def _seeds(count):
     return f"{count} seed{'s' if count != 1 else ''}"
 
 
-def placement(value, values):
+def placement(value, values, digits=4):
     """Where `value` lies among the seeds' `values`, as one phrase: "inside the range of 5
     seeds", "0.0046 above the highest of 2 seeds", and from MIN_SEEDS_FOR_SD seeds on a
-    conservative distance in sd: "...; at least 1.9 sd above their mean"."""
-    values = list(values)
+    conservative distance in sd: "...; at least 1.9 sd above their mean". Compared at
+    `digits` decimals, the precision the numbers are given to."""
+    values = [round(v, digits) for v in values]
+    value = round(value, digits)
     if not values:
         return "no seed finished"
     low, high = min(values), max(values)

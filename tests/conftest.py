@@ -1,6 +1,8 @@
 """Shared fixtures and helpers, one per job: the repository on sys.path, script loading, the
 real-data file, tiny data, a Ctrl-C of a run, and the bit-for-bit comparison of two trainings
 (with the one-ulp nudge that proves it can fail)."""
+import contextlib
+import io
 import os
 import signal
 import subprocess
@@ -16,6 +18,7 @@ sys.path.insert(0, str(ROOT))
 REAL_DATA_ENV = "KMNIST_NPZ"
 
 import utils  # noqa: E402
+from runkit import epoch_log  # noqa: E402
 from utils import load_script  # noqa: E402  (re-exported for the tests)
 
 
@@ -107,3 +110,36 @@ def nudge_gradient(monkeypatch, index):
         return grads
 
     monkeypatch.setattr(manual.ManualSGD, "step", nudged)
+
+
+# ----------------------------------------------------------------------------- the report's tests
+
+def report_record(model="perceptron", seed=42, dev=0.5, test=0.4, train=0.6, epochs=2, **extra):
+    """A whole record of the scripts' format (runkit/epoch_log.py), final accuracies as given."""
+    curve = lambda last: [last / 2] * (epochs - 1) + [last]
+    made = {"model": model, "config": {"seed": seed}, "record_version": epoch_log.RECORD_VERSION,
+            "path": "fast (test)", "engine": "test", "epochs": list(range(1, epochs + 1)),
+            "train_loss": [1.0] * epochs, "train_acc": curve(train), "valid_loss": None,
+            "valid_acc": curve(dev), "weight_norm": None, "epoch_seconds": [0.5] * epochs,
+            "train_seconds": 0.5 * epochs, "final_train_acc": train, "test_acc": test,
+            "diverged": False}
+    assert set(epoch_log.RECORD_KEYS) <= set(made)
+    made.update(extra)
+    return made
+
+
+def table_rows(text, title):
+    """(header, {description: cells}) of the Markdown table under `## title`."""
+    section = text.split(f"## {title}\n")[1].split("\n## ")[0]
+    rows = [line for line in section.splitlines() if line.startswith("|")]
+    split = lambda line: [c.strip() for c in line.strip().strip("|").split("|")]
+    return split(rows[0]), {split(line)[0].split("`")[1]: split(line) for line in rows[2:]}
+
+
+def run_report(argv):
+    """report.main(argv) in this process: (exit code, stdout)."""
+    import report
+    stdout = io.StringIO()
+    with contextlib.redirect_stdout(stdout):
+        code = report.main(argv)
+    return code, stdout.getvalue()

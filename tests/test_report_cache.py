@@ -2,14 +2,12 @@
 read back and checked (damaged or older ones are misses), and a run folder cleared of the
 report's own files only."""
 import json
-import os
-from pathlib import Path
 
 import pytest
 
 from reporting.cache import Cache, InTheWay, local_imports, record_problem
 from reporting.plan import q1, q2
-from test_report_helpers import record
+from conftest import report_record
 
 SCRIPTS = {"utils.py": "import os\n",
            "hw1-q1.py": "import numpy as np\nimport utils\nfrom pkg import part\n",
@@ -75,7 +73,7 @@ def finished(c, run, made=None, name=None):
     folder = c.folder(run)
     folder.mkdir(parents=True, exist_ok=True)
     name = name or f"{run.tag}-{run.model}"
-    (folder / f"{name}.json").write_text(json.dumps(made or record(run.model, run.seed)))
+    (folder / f"{name}.json").write_text(json.dumps(made or report_record(run.model, run.seed)))
     (folder / f"{name}-accuracy.png").write_bytes(b"png")
     (folder / "log.txt").write_text("log\n")
     (folder / "cache-key").write_text(c.key(run) + "\n")
@@ -86,7 +84,7 @@ def test_a_finished_run_is_found_again_unless_forced_or_changed(tmp_path):
     c, run = cache(tmp_path), q1("perceptron")
     assert c.lookup(run) is None  # no folder
     finished(c, run)
-    assert c.lookup(run) == record()
+    assert c.lookup(run) == report_record()
     assert cache(tmp_path, data="data-b").lookup(run) is None  # another key: a quiet miss
     forced = Cache(tmp_path / "runs", ["-epochs", "2"], "data-a", force=True)
     assert forced.lookup(run) is None
@@ -110,8 +108,8 @@ def test_a_finished_run_is_found_again_unless_forced_or_changed(tmp_path):
 def test_a_record_of_another_format_or_damaged_is_a_miss_with_a_warning(tmp_path, change,
                                                                         problem):
     c, run = cache(tmp_path), q1("perceptron")
-    assert record_problem(change(record()), run).startswith(problem)
-    folder = finished(c, run, made=change(record()))
+    assert record_problem(change(report_record()), run).startswith(problem)
+    folder = finished(c, run, made=change(report_record()))
     assert c.lookup(run) is None
     [warning] = warnings
     assert warning.startswith(f"warning: {folder / 'q1-perceptron.json'}: {problem}")
@@ -184,10 +182,10 @@ def test_complete_reads_the_record_back_and_writes_the_key_last(tmp_path):
     folder = finished(c, run)
     (folder / "cache-key").unlink()
     (folder / "notes.json").write_text("{}")  # the user's: not a record of this run
-    assert c.complete(run) == (record(), None)
-    assert c.lookup(run) == record()
+    assert c.complete(run) == (report_record(), None)
+    assert c.lookup(run) == report_record()
     (folder / "cache-key").unlink()
-    (folder / "q1-perceptron-copy.json").write_text(json.dumps(record()))
+    (folder / "q1-perceptron-copy.json").write_text(json.dumps(report_record()))
     made, problem = c.complete(run)
     assert made is None and problem.endswith("2 records (q1-*.json), not 1")
     assert not (folder / "cache-key").exists()

@@ -19,7 +19,7 @@ import utils
 from reporting import plan
 from reporting.runner import Runner
 from runkit import records
-from test_report_helpers import run_report, table_rows
+from conftest import run_report, table_rows
 
 ROOT = Path(report.__file__).resolve().parent
 

@@ -6,14 +6,14 @@ import pytest
 
 from reporting.figures import comparison_figure, sweep_figure
 from reporting.plan import Sweep, q1, q2
-from test_report_helpers import record
+from conftest import report_record
 
 Q1 = Sweep("q1", "Q1: numpy models", [q1("perceptron"), q1("logistic_regression"), q1("mlp")],
            pick_best=False)
 
 
 def q1_records(epochs):
-    made = {run: record(run.model, epochs=epochs) for run in Q1.runs}
+    made = {run: report_record(run.model, epochs=epochs) for run in Q1.runs}
     made[q1("perceptron")]["train_loss"] = None  # the perceptron has no loss
     return made
 
@@ -42,7 +42,7 @@ def test_a_run_keeps_its_colour_across_panels_and_epochs_are_whole(epochs):
 def test_a_sweep_can_plot_the_weight_norm():
     import matplotlib.pyplot as plt
     sweep = Sweep("x-l2", "L2", [q1("logistic_regression")], weight_norm=True)
-    made = record("logistic_regression", weight_norm=[3.0, 2.0])
+    made = report_record("logistic_regression", weight_norm=[3.0, 2.0])
     fig = sweep_figure(sweep, {sweep.runs[0]: made})
     try:
         panel = fig.axes[-1]
@@ -62,7 +62,7 @@ def test_seeded_figures_draw_each_configuration_s_mean_over_a_min_max_band():
     records = {}
     for run in sweep.runs:
         for seed in seeds:
-            made = record("mlp", seed, epochs=3)
+            made = report_record("mlp", seed, epochs=3)
             made["valid_acc"] = list(rng.uniform(0.5, 0.9, 3))
             made["train_loss"] = list(rng.uniform(0.1, 1.0, 3))
             records[run.with_seed(seed)] = made

@@ -3,7 +3,6 @@ Ctrl-C from `stop`), the data hook that hands a forked run the split loaded once
 outliving the report, even when the report is killed."""
 import importlib.util
 import os
-import signal
 import subprocess
 import sys
 import textwrap

@@ -15,9 +15,8 @@ from pathlib import Path
 import pytest
 
 import report
-from reporting import plan
 from runkit import records
-from test_report_helpers import run_report
+from conftest import run_report
 
 ROOT = Path(report.__file__).resolve().parent
 linux_only = pytest.mark.skipif(not Path("/proc/self/cmdline").exists()

@@ -13,7 +13,7 @@ from reporting.plan import Run, Sweep, q1, q2
 from reporting.runner import Result
 from reporting.scheduler import Interrupted, Scheduler
 from reporting.session import Terminated
-from test_report_helpers import record
+from conftest import report_record
 
 
 class FakeRunner:
@@ -39,7 +39,7 @@ class FakeRunner:
             return Result(None, 0.1, Path("log"), problem="stopped")
         if run in self.fail:
             return Result(None, 0.1, problem="in the way")
-        return Result(record(run.model, run.seed, dev=self.dev.get(run, 0.5)),
+        return Result(report_record(run.model, run.seed, dev=self.dev.get(run, 0.5)),
                       self.secs.get(run, 1.0), Path("log"))
 
     def stop(self, kill=False):
@@ -92,19 +92,19 @@ def test_a_dependent_sweep_waits_for_every_seed_of_its_base():
 
 def test_finished_runs_are_reused_and_counted():
     a = q1("perceptron")
-    runner = FakeRunner(cached={a: record("perceptron")})
+    runner = FakeRunner(cached={a: report_record("perceptron")})
     outcome, lines = schedule(three_sweeps()[:1], runner, jobs=1)
     assert lines[0] == "2 runs: 1 finished earlier, reused from runs; 1 to do, 1 at a time"
     assert runner.started == [q1("mlp")] and outcome.executed == 1
     assert lines[-1].startswith("[2/2] done hw1-q1.py mlp in 1.0 s (dev acc 0.5000); 0 to go")
     _, lines = schedule(three_sweeps()[:1], FakeRunner(cached={
-        a: record("perceptron"), q1("mlp"): record("mlp")}))
+        a: report_record("perceptron"), q1("mlp"): report_record("mlp")}))
     assert lines == ["2 runs: 2 finished earlier, reused from runs; 0 to do"]
 
 
 def test_runs_found_once_their_sweep_resolves_are_counted_as_reused():
     b = q2("mlp", dropout="0.5")
-    cached = {r: record(r.model, r.seed) for r in (q2("mlp"), b.with_flags(layers=2))}
+    cached = {r: report_record(r.model, r.seed) for r in (q2("mlp"), b.with_flags(layers=2))}
     runner = FakeRunner(cached=cached, dev={b: 0.9})
     _, lines = schedule(three_sweeps()[1:], runner, jobs=1)
     assert lines[0].startswith("3 runs: 1 finished earlier, reused from runs; 2 to do")
@@ -152,7 +152,7 @@ def test_runs_others_build_on_go_first_then_the_longest():
                               q1("mlp"), q1("perceptron")]
 
     # a configuration timed earlier (a reused seed) orders its other seeds by that time
-    timed = {q1("perceptron"): record("perceptron", train_seconds=100.0)}
+    timed = {q1("perceptron"): report_record("perceptron", train_seconds=100.0)}
     runner = FakeRunner(cached=timed)
     schedule([a], runner, jobs=1, seeds=[42, 1], estimate=estimate)
     assert runner.started[0] == q1("perceptron").with_seed(1)

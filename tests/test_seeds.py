@@ -69,3 +69,9 @@ def test_band_many_seeds_is_the_mean_plus_minus_three_upper_sds_or_the_floor():
     assert half > 0.01
     assert (low, high) == pytest.approx((0.92 - half, 0.92 + half))
     assert low <= min(wide) and high >= max(wide)
+
+
+def test_numbers_are_compared_at_the_precision_they_are_given_to():
+    """0.93731 against a seed at 0.9373 is not "0.0000 above" it: at four decimals, inside."""
+    assert seeds.placement(0.93731, [0.9373, 0.9301]) == "inside the range of 2 seeds"
+    assert seeds.placement(0.9374, [0.9373, 0.9301]) == "0.0001 above the highest of 2 seeds"
