@@ -194,76 +194,94 @@ def _translate_argv(parser, argv):
     return out, dropped
 
 
-def run_main(student_path, labels_path, argv, result):
-    """Run the student's main() as `python hw1-qN.py ARGS`, recording each evaluate call: the
-    split (by its labels) and the accuracy."""
-    import argparse
-
-    import numpy as np
+def _no_windows():
+    """matplotlib draws to files only, and plt.show() returns at once (the skeleton ends in it)."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     plt.show = lambda *args, **kwargs: None
 
-    from checker.probe import describe_exception
-    with np.load(labels_path) as labels:
-        dev_y, test_y = labels["dev"], labels["test"]
-    calls = {"dev": [], "test": []}
-    dropped_flags = []
 
+def _translate_flags(result):
+    """Make argparse read sys.argv through _translate_argv (a student's own flag spellings),
+    noting in `result` the flags the student's parser has no place for."""
+    import argparse
     original_parse = argparse.ArgumentParser.parse_known_args
 
     def parse_known_args(self, args=None, namespace=None):
         if args is None:
             args, dropped = _translate_argv(self, sys.argv[1:])
-            dropped_flags[:] = dropped
             result.update(dropped_flags=dropped)
         return original_parse(self, args, namespace)
 
     argparse.ArgumentParser.parse_known_args = parse_known_args
 
-    depth = [0]
 
-    def record(accuracy, y):
+class EvaluateRecorder:
+    """Wraps a student's evaluate functions to record each outermost call's accuracy under the
+    split its labels are (dev or test), into `result["calls"]`."""
+
+    def __init__(self, labels_path, result):
+        import numpy as np
+        with np.load(labels_path) as labels:
+            self.gold = {"dev": labels["dev"], "test": labels["test"]}
+        self.calls = {"dev": [], "test": []}
+        self.result = result
+        self.depth = 0  # an evaluate that calls another is recorded once
+
+    def record(self, accuracy, y):
+        import numpy as np
         y = np.asarray(y.detach().cpu() if hasattr(y, "detach") else y)
-        for split, gold in (("dev", dev_y), ("test", test_y)):
+        for split, gold in self.gold.items():
             if y.shape == gold.shape and np.array_equal(y, gold):
-                calls[split].append(float(accuracy))
-                result.update(calls=calls)
+                self.calls[split].append(float(accuracy))
+                self.result.update(calls=self.calls)
 
-    def wrap(fn):
+    def wrap(self, fn):
         def evaluate(*args, **kwargs):
-            depth[0] += 1
+            self.depth += 1
             try:
                 accuracy = fn(*args, **kwargs)
             finally:
-                depth[0] -= 1
-            if depth[0] == 0:
+                self.depth -= 1
+            if self.depth == 0:
                 y = kwargs.get("y", args[-1] if args else None)
                 try:
-                    record(accuracy.item() if hasattr(accuracy, "item") else accuracy, y)
+                    self.record(accuracy.item() if hasattr(accuracy, "item") else accuracy, y)
                 except (TypeError, ValueError):
                     pass
             return accuracy
         return evaluate
 
+    def wrap_module(self, student, is_q2):
+        """hw1-q2: the module's evaluate; hw1-q1: every class of the file that defines one."""
+        if is_q2:
+            if callable(getattr(student, "evaluate", None)):
+                student.evaluate = self.wrap(student.evaluate)
+            return
+        for value in list(vars(student).values()):
+            if isinstance(value, type) and value.__module__ == student.__name__ and \
+                    "evaluate" in vars(value):
+                value.evaluate = self.wrap(vars(value)["evaluate"])
+
+
+def run_main(student_path, labels_path, argv, result):
+    """Run the student's main() as `python hw1-qN.py ARGS`, recording each evaluate call: the
+    split (by its labels) and the accuracy."""
+    from checker.probe import describe_exception
+    _no_windows()
+    _translate_flags(result)
+    recorder = EvaluateRecorder(labels_path, result)
     sys.argv = [Path(student_path).name] + argv
     student = import_student(student_path, result)
     if student is None:
         return
-    if "q2" in Path(student_path).name:
-        if callable(getattr(student, "evaluate", None)):
-            student.evaluate = wrap(student.evaluate)
-    else:
-        for value in list(vars(student).values()):
-            if isinstance(value, type) and value.__module__ == student.__name__ and \
-                    "evaluate" in vars(value):
-                value.evaluate = wrap(vars(value)["evaluate"])
+    recorder.wrap_module(student, is_q2="q2" in Path(student_path).name)
     main = getattr(student, "main", None)
     if not callable(main):
         result.update(phase="done", error=f"{Path(student_path).name} has no main()")
         return
-    result.update(phase="running", calls=calls)
+    result.update(phase="running", calls=recorder.calls)
     try:
         main()
     except SystemExit as err:
@@ -273,7 +291,7 @@ def run_main(student_path, labels_path, argv, result):
     except BaseException as err:
         result.update(phase="done", error=f"main() raises {describe_exception(err, student_path)}")
         return
-    result.update(phase="done", calls=calls)
+    result.update(phase="done", calls=recorder.calls)
 
 
 def main(argv):

@@ -1,6 +1,6 @@
 """The subprocess a student's code runs in: a temporary folder laid out as the course's (the
-student's file under the course's name, a copy of this project's utils.py, the data linked when
-needed), a time limit, a new process group killed whole on timeout, output to files with a size
+student's file under the course's name, a copy of this project's utils.py, a copy of the data
+when needed), a time limit, a new process group killed whole on timeout, output to files with a size
 cap, and nothing written beside the student's own file."""
 import json
 import os
@@ -20,12 +20,13 @@ TAIL = 2000  # characters of the student's output kept in a result
 
 def make_workdir(student_file, course_name, data_path=None):
     """A fresh folder holding the student's file as `course_name`, utils.py and, if given, a
-    link to the dataset under its default name."""
+    copy of the dataset under its default name (a copy, not a link: the student's code may
+    write where it reads)."""
     folder = Path(tempfile.mkdtemp(prefix="check-solution-"))
     shutil.copyfile(student_file, folder / course_name)
     shutil.copyfile(ROOT / "utils.py", folder / "utils.py")
     if data_path is not None:
-        (folder / DATA_NAME).symlink_to(Path(data_path).resolve())
+        shutil.copyfile(data_path, folder / DATA_NAME)
     return folder
 
 

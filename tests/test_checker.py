@@ -376,6 +376,20 @@ def test_the_harness_records_each_evaluate_by_split_and_stops_a_hanging_main(tmp
     assert len(calls["dev"]) == 2
 
 
+def test_a_main_that_writes_over_the_data_leaves_the_projects_copy_alone(tmp_path):
+    """The end-to-end run's data file is a copy: a student's main that overwrites it (here,
+    truncates it before loading) damages only its own sandbox."""
+    data = make_tiny_dataset(tmp_path / "tiny.npz")
+    before = data.read_bytes()
+    vandal = mutant(tmp_path, "hw1-q1.py", [
+        ("    utils.configure_seed(seed=42)\n",
+         "    utils.configure_seed(seed=42)\n"
+         "    open('Kuzushiji-MNIST.npz', 'wb').close()\n")])
+    calls, problem = endtoend.execute(endtoend.BY_KEY["q1-perceptron"], vandal, data, 1)
+    assert problem is not None  # it loaded an empty file
+    assert data.read_bytes() == before
+
+
 def test_quick_end_to_end_run_on_the_real_data(real_data_path, tmp_path):
     """The student's main, one epoch of the perceptron, against the reference's first epoch;
     and a mutant whose unit check fails is also off the reference's number."""
