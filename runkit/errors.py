@@ -33,7 +33,6 @@ def fail(message, code=1):
     sys.exit(code)
 
 
-
 class ForgivingStdout:
     """sys.stdout that survives its reader: a closed pipe (`| head -1`) or a full device
     (`> /dev/full`) stops the printing, not the run. The first failure is kept in `error`; the
