@@ -182,13 +182,9 @@ def main(argv=None):
     console = Console()
     with stop_signals():
         code = report(args, console, start)
-    if console.failed is not None and not console.pipe_closed:
-        # a closed pipe (report.py | head) ends quietly, as command-line tools do
-        reason = console.failed.strerror or console.failed
-        done = "; the report went on and its files are written" if code == 0 else ""
-        console.warn(f"error: cannot write to standard output ({reason}){done}")
-        code = code or 1
-    return code
+    return errors.after_unwritable_stdout(console.stdout, code,
+                                          "the report went on and its files are written",
+                                          stderr=console.stderr)
 
 
 if __name__ == "__main__":

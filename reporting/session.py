@@ -3,10 +3,11 @@ closed or full stdout), the lock on its output folder (one report per folder at 
 its handling of TERM and HUP (as Ctrl-C)."""
 import contextlib
 import errno
-import io
 import os
 import signal
 import sys
+
+from runkit.errors import ForgivingStream
 
 try:
     import fcntl
@@ -15,49 +16,20 @@ except ImportError:  # Windows: no flock, no lock
 
 
 class Console:
-    """Progress lines on stdout and warnings on stderr. A write that fails (a closed pipe, a
-    full disk) does not stop the work: that stream is written no more, and `failed` keeps the
-    first failure on stdout."""
+    """Progress lines on stdout and warnings on stderr, each through a runkit ForgivingStream:
+    a write that fails (a closed pipe, a full disk) does not stop the work; that stream is
+    written no more, and `stdout.error` keeps the failure."""
 
     def __init__(self):
-        self.failed = None
-        self._quiet = set()
+        self.stdout = ForgivingStream(sys.stdout)
+        self.stderr = ForgivingStream(sys.stderr)
 
     def say(self, text):
         """Print a line at once, also when stdout is a pipe or a file."""
-        error = self._write("stdout", text)
-        if error is not None and self.failed is None:
-            self.failed = error
+        print(text, file=self.stdout, flush=True)
 
     def warn(self, text):
-        self._write("stderr", text)
-
-    @property
-    def pipe_closed(self):
-        return isinstance(self.failed, BrokenPipeError)
-
-    def _write(self, name, text):
-        if name in self._quiet:
-            return None
-        stream = getattr(sys, name)
-        try:
-            print(text, file=stream, flush=True)
-            return None
-        except OSError as err:
-            self._quiet.add(name)
-            _discard(stream)
-            return err
-
-
-def _discard(stream):
-    """Point `stream`'s file descriptor at the null device, so that what is still buffered,
-    flushed at exit, goes nowhere instead of failing again."""
-    with contextlib.suppress(OSError, ValueError, AttributeError, io.UnsupportedOperation):
-        null = os.open(os.devnull, os.O_WRONLY)
-        try:
-            os.dup2(null, stream.fileno())
-        finally:
-            os.close(null)
+        print(text, file=self.stderr, flush=True)
 
 
 class Busy(Exception):

@@ -3,6 +3,7 @@
 Each error's message is one line that says why and what to do; `fail` prints it as `error: ...`
 and exits non-zero, without a traceback.
 """
+import contextlib
 import os
 import sys
 
@@ -33,11 +34,11 @@ def fail(message, code=1):
     sys.exit(code)
 
 
-class ForgivingStdout:
-    """sys.stdout that survives its reader: a closed pipe (`| head -1`) or a full device
-    (`> /dev/full`) stops the printing, not the run. The first failure is kept in `error`; the
-    descriptor then points at /dev/null, so the text still buffered is not written again at
-    exit."""
+class ForgivingStream:
+    """An output stream that survives its reader: a closed pipe (`| head -1`) or a full device
+    (`> /dev/full`) stops the printing, not the work. The first failure is kept in `error`;
+    the descriptor then points at /dev/null, so the text still buffered is not written again
+    at exit."""
 
     def __init__(self, stream):
         self._stream, self.error = stream, None
@@ -59,15 +60,29 @@ class ForgivingStdout:
 
     def _failed(self, err):
         self.error = err
-        try:
+        # ValueError, AttributeError: no descriptor (a test's capture)
+        with contextlib.suppress(OSError, ValueError, AttributeError):
             devnull = os.open(os.devnull, os.O_WRONLY)
-            os.dup2(devnull, self._stream.fileno())
-            os.close(devnull)
-        except (OSError, ValueError, AttributeError):  # no descriptor (a test's capture)
-            pass
+            try:
+                os.dup2(devnull, self._stream.fileno())
+            finally:
+                os.close(devnull)
 
     def __getattr__(self, name):
         return getattr(self._stream, name)
+
+
+def after_unwritable_stdout(stdout, code, went_on, stderr=None):
+    """The exit code of a command whose ForgivingStream `stdout` may have failed: a closed pipe
+    changes nothing (it ends quietly, as command-line tools do); any other failure prints one
+    `error:` line on `stderr` (default sys.stderr), ending with `went_on` when the work
+    succeeded, and makes the code 1 if it was 0."""
+    if stdout.error is None or isinstance(stdout.error, BrokenPipeError):
+        return code
+    done = f"; {went_on}" if code == 0 else ""
+    print(f"error: cannot write to standard output ({stdout.error.strerror or stdout.error})"
+          f"{done}", file=stderr or sys.stderr)
+    return code or 1
 
 
 def run_command(main):
@@ -76,7 +91,7 @@ def run_command(main):
     removing temporary files, has run on the way out). A standard output that cannot be
     written does not stop the run: a closed pipe ends it quietly, any other failure with one
     `error:` line and exit code 1, after the run's files are saved."""
-    stdout = sys.stdout = ForgivingStdout(sys.stdout)
+    stdout = sys.stdout = ForgivingStream(sys.stdout)
     try:
         code = main()
     except KeyboardInterrupt:
@@ -84,10 +99,8 @@ def run_command(main):
         code = EXIT_INTERRUPTED
     code = code if isinstance(code, int) else 0
     stdout.flush()
-    if stdout.error is not None and not isinstance(stdout.error, BrokenPipeError) and code == 0:
-        print(f"error: cannot write to standard output ({stdout.error.strerror or stdout.error}); "
-              f"the run went on and its files are saved", file=sys.stderr)
-        code = 1
+    if code == 0:  # an interrupted run's one line is `interrupted`
+        code = after_unwritable_stdout(stdout, code, "the run went on and its files are saved")
     sys.exit(code)
 
 
