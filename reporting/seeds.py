@@ -38,10 +38,16 @@ def chi2_low_quantile(dof):
     return dof * (1 - 2 / (9 * dof) + z * math.sqrt(2 / (9 * dof))) ** 3
 
 
+def sd_upper_factor(count):
+    """How many times the sample sd of `count` seeds the true sd may be: the factor of the
+    upper 95% confidence bound (needs 2 seeds)."""
+    dof = count - 1
+    return math.sqrt(dof / chi2_low_quantile(dof))
+
+
 def sd_upper(values):
     """The upper 95% confidence bound of the seeds' standard deviation (needs 2 values)."""
-    dof = len(values) - 1
-    return statistics.stdev(values) * math.sqrt(dof / chi2_low_quantile(dof))
+    return statistics.stdev(values) * sd_upper_factor(len(values))
 
 
 def summary(values):

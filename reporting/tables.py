@@ -2,7 +2,6 @@
 seeds, each accuracy's mean ± sd (min–max) over them; the course's numbers, placed among the
 seeds by reporting.seeds' rule), and the same table as Markdown and as a LaTeX tabular. Each
 cell is a pair (Markdown, LaTeX)."""
-import math
 
 from reporting import seeds as seedstats
 from reporting.plan import (COURSE, COURSE_SEED, accuracy_on_test, best_run, course_entry,
@@ -50,12 +49,6 @@ def course_cell(course, values, count):
     return cell(f"{course:.4f} ({seedstats.placement(course, values)})")
 
 
-def sd_uncertainty(dof):
-    """How many times the sample sd the true sd may be (the upper confidence bound's factor)
-    with `dof` + 1 seeds."""
-    return math.sqrt(dof / seedstats.chi2_low_quantile(dof))
-
-
 def placement_rule():
     """The rule by which the course's numbers are placed among the seeds, in one sentence."""
     few = seedstats.MIN_SEEDS_FOR_SD
@@ -65,8 +58,8 @@ def placement_rule():
             f"on, and then measured with the sd's upper {seedstats.CONFIDENCE:.0%} confidence "
             f"bound, which makes it a lower bound (at least z sd), because the sd of a few "
             f"seeds is itself uncertain: "
-            f"with 2 seeds the true sd may be up to {sd_uncertainty(1):.0f} times the sample's, "
-            f"with {few} up to {sd_uncertainty(few - 1):.1f} times.")
+            f"with 2 seeds the true sd may be up to {seedstats.sd_upper_factor(2):.0f} times the sample's, "
+            f"with {few} up to {seedstats.sd_upper_factor(few):.1f} times.")
 
 
 def sweep_table(sweep, records, failures, seeds=(COURSE_SEED,)):
